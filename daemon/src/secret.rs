@@ -1,0 +1,228 @@
+//! Where passwords come from, and the type that holds them.
+//!
+//! A [`Secret`] is zeroized when dropped and never prints its value: `Debug`
+//! and `Display` show `…`, so a secret that ends up in a log line or an error
+//! message by mistake leaks nothing.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use serde::Deserialize;
+use zeroize::{Zeroize, Zeroizing};
+
+/// A password, token, refresh token or assertion.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(Zeroizing::new(value.into()))
+    }
+
+    /// The value, for the one place that must send it upstream.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"…\"")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("…")
+    }
+}
+
+/// `password = { file = ... } | { env = ... } | { command = [...] } | { systemd_credential = ... }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+    Command(Vec<String>),
+    SystemdCredential(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("cannot read the secret file {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("environment variable {0} is not set (or not valid UTF-8)")]
+    Env(String),
+    #[error("the secret command is empty: give the program and its arguments as a list")]
+    EmptyCommand,
+    #[error("cannot run the secret command `{program}`: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("the secret command `{program}` failed ({status}); run it by hand to see why")]
+    CommandFailed { program: String, status: String },
+    #[error("the secret from {0} is not valid UTF-8")]
+    NotUtf8(String),
+    #[error("the secret from {0} is empty")]
+    Empty(String),
+    #[error(
+        "the systemd credential {0} is not available: $CREDENTIALS_DIRECTORY is not set (run under systemd with LoadCredential=)"
+    )]
+    NoCredentialsDirectory(String),
+}
+
+/// Secret files and command output end with a newline that is not part of
+/// the password; a password never ends in `\n` or `\r`.
+fn trim_newline(mut s: String) -> String {
+    while s.ends_with('\n') || s.ends_with('\r') {
+        s.pop();
+    }
+    s
+}
+
+fn from_bytes(bytes: Vec<u8>, what: &str) -> Result<Secret, SecretError> {
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let mut bytes = e.into_bytes();
+        bytes.zeroize();
+        SecretError::NotUtf8(what.to_string())
+    })?;
+    let text = trim_newline(text);
+    if text.is_empty() {
+        return Err(SecretError::Empty(what.to_string()));
+    }
+    Ok(Secret::new(text))
+}
+
+impl SecretSource {
+    /// Where the secret comes from, for messages (never the secret itself).
+    pub fn describe(&self) -> String {
+        match self {
+            SecretSource::File(p) => format!("file {}", p.display()),
+            SecretSource::Env(v) => format!("environment variable {v}"),
+            SecretSource::Command(c) => {
+                format!("command `{}`", c.first().map(String::as_str).unwrap_or(""))
+            }
+            SecretSource::SystemdCredential(n) => format!("systemd credential {n}"),
+        }
+    }
+
+    /// Reads the secret now. Called on each sign-in, so a changed password
+    /// file or vault entry is picked up without a restart.
+    pub async fn read(&self) -> Result<Secret, SecretError> {
+        match self {
+            SecretSource::File(path) => {
+                let bytes = tokio::fs::read(path).await.map_err(|source| SecretError::File {
+                    path: path.clone(),
+                    source,
+                })?;
+                from_bytes(bytes, &self.describe())
+            }
+            SecretSource::Env(var) => {
+                let value = std::env::var(var).map_err(|_| SecretError::Env(var.clone()))?;
+                from_bytes(value.into_bytes(), &self.describe())
+            }
+            SecretSource::SystemdCredential(name) => {
+                let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
+                    .ok_or_else(|| SecretError::NoCredentialsDirectory(name.clone()))?;
+                let path = PathBuf::from(dir).join(name);
+                let bytes = tokio::fs::read(&path)
+                    .await
+                    .map_err(|source| SecretError::File { path, source })?;
+                from_bytes(bytes, &self.describe())
+            }
+            SecretSource::Command(argv) => {
+                let (program, args) = argv.split_first().ok_or(SecretError::EmptyCommand)?;
+                let output = tokio::process::Command::new(program)
+                    .args(args)
+                    .stdin(Stdio::null())
+                    .stderr(Stdio::inherit())
+                    .kill_on_drop(true)
+                    .output()
+                    .await
+                    .map_err(|source| SecretError::Spawn {
+                        program: program.clone(),
+                        source,
+                    })?;
+                if !output.status.success() {
+                    let mut stdout = output.stdout;
+                    stdout.zeroize();
+                    return Err(SecretError::CommandFailed {
+                        program: program.clone(),
+                        status: output.status.to_string(),
+                    });
+                }
+                from_bytes(output.stdout, &self.describe())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_hide_the_value() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?}"), "\"…\"");
+        assert_eq!(format!("{s}"), "…");
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[tokio::test]
+    async fn file_source_trims_the_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "p@ss word\n").unwrap();
+        let s = SecretSource::File(path).read().await.unwrap();
+        assert_eq!(s.expose(), "p@ss word");
+    }
+
+    #[tokio::test]
+    async fn missing_file_names_the_path() {
+        let err = SecretSource::File("/nonexistent/akscred-pw".into())
+            .read()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/akscred-pw"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn command_source_reads_stdout_and_reports_failure() {
+        let ok = SecretSource::Command(vec!["printf".into(), "s3cret\n".into()])
+            .read()
+            .await
+            .unwrap();
+        assert_eq!(ok.expose(), "s3cret");
+        let err = SecretSource::Command(vec!["false".into()])
+            .read()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SecretError::CommandFailed { .. }), "{err}");
+        let err = SecretSource::Command(vec![]).read().await.unwrap_err();
+        assert!(matches!(err, SecretError::EmptyCommand));
+    }
+
+    #[tokio::test]
+    async fn env_source_and_empty_value() {
+        let err = SecretSource::Env("AKSCRED_TEST_SURELY_UNSET".into())
+            .read()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("AKSCRED_TEST_SURELY_UNSET"));
+        let err = SecretSource::Command(vec!["true".into()])
+            .read()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SecretError::Empty(_)), "{err}");
+    }
+}
