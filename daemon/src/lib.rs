@@ -4,4 +4,5 @@
 //! → `api`. `main.rs` only wires them.
 
 pub mod cloud;
+pub mod config;
 pub mod secret;

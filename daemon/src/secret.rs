@@ -43,13 +43,65 @@ impl fmt::Display for Secret {
 }
 
 /// `password = { file = ... } | { env = ... } | { command = [...] } | { systemd_credential = ... }`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
     File(PathBuf),
     Env(String),
     Command(Vec<String>),
     SystemdCredential(String),
+}
+
+const EXPECTED_SOURCE: &str = "a table: { file = \"path\" } | { env = \"VAR\" } | { command = [\"prog\", \"arg\"] } | { systemd_credential = \"name\" }";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum SourceTable {
+    File(PathBuf),
+    Env(String),
+    Command(Vec<String>),
+    SystemdCredential(String),
+}
+
+/// Deserialized by hand because serde's own messages quote the value they
+/// did not expect: `password = "hunter2"` must not come back in an error.
+impl<'de> Deserialize<'de> for SecretSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = SecretSource;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(EXPECTED_SOURCE)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<SecretSource, A::Error> {
+                let table =
+                    SourceTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(match table {
+                    SourceTable::File(p) => SecretSource::File(p),
+                    SourceTable::Env(v) => SecretSource::Env(v),
+                    SourceTable::Command(c) => SecretSource::Command(c),
+                    SourceTable::SystemdCredential(n) => SecretSource::SystemdCredential(n),
+                })
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<SecretSource, E> {
+                Err(E::custom(format!(
+                    "an inline secret is not accepted here (it would sit in the config file in clear); expected {EXPECTED_SOURCE}"
+                )))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<SecretSource, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<SecretSource, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<SecretSource, E> {
+                self.visit_str(&v.to_string())
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,10 +172,12 @@ impl SecretSource {
     pub async fn read(&self) -> Result<Secret, SecretError> {
         match self {
             SecretSource::File(path) => {
-                let bytes = tokio::fs::read(path).await.map_err(|source| SecretError::File {
-                    path: path.clone(),
-                    source,
-                })?;
+                let bytes = tokio::fs::read(path)
+                    .await
+                    .map_err(|source| SecretError::File {
+                        path: path.clone(),
+                        source,
+                    })?;
                 from_bytes(bytes, &self.describe())
             }
             SecretSource::Env(var) => {
