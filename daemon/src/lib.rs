@@ -3,6 +3,17 @@
 //! The data flows one way: `config` → `secret` → `entra` → `aks` → `broker`
 //! → `api`. `main.rs` only wires them.
 
+pub mod aks;
+pub mod api;
+pub mod broker;
+pub mod clock;
 pub mod cloud;
 pub mod config;
+pub mod entra;
+pub mod exec_kubeconfig;
+pub mod http;
+pub mod logging;
 pub mod secret;
+pub mod service;
+pub mod signals;
+pub mod socket;

@@ -1,1 +1,97 @@
-fn main() {}
+//! `akscredd [--config PATH]` and `akscredd check-config [--config PATH]`.
+//!
+//! Exit codes: 0 clean stop or valid config, 1 runtime failure, 2 usage or
+//! invalid config.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use akscredd::config::Config;
+
+const USAGE: &str = "usage: akscredd [--config PATH]
+       akscredd check-config [--config PATH]
+
+Keeps AKS (Microsoft Entra ID) cluster tokens fresh and serves them to the
+akscred kubectl plugin over a Unix socket.
+
+  --config PATH   config file (default $XDG_CONFIG_HOME/akscred/config.toml)
+  AKSCRED_SOCKET  socket path, when [daemon] socket is not set
+  AKSCRED_LOG     log filter (default info), e.g. debug or akscredd=trace";
+
+enum Command {
+    Run,
+    CheckConfig,
+}
+
+fn parse_args() -> Result<(Command, PathBuf), String> {
+    let mut command = Command::Run;
+    let mut config = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "check-config" => command = Command::CheckConfig,
+            "--config" | "-c" => {
+                config = Some(PathBuf::from(args.next().ok_or("--config needs a path")?));
+            }
+            s if s.starts_with("--config=") => config = Some(PathBuf::from(&s[9..])),
+            "--help" | "-h" | "help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            "--version" | "-V" => {
+                println!("akscredd {}", env!("CARGO_PKG_VERSION"));
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    Ok((command, config.unwrap_or_else(Config::default_path)))
+}
+
+fn main() -> ExitCode {
+    let (command, path) = match parse_args() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("akscredd: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("akscredd: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Command::CheckConfig = command {
+        println!(
+            "{}: ok ({} identities, {} clusters)",
+            path.display(),
+            config.identities.len(),
+            config.clusters.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    akscredd::logging::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("akscredd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(akscredd::service::run(
+        config,
+        akscredd::signals::shutdown(),
+    )) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("akscredd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! The socket API: HTTP/1.1 + JSON, one route per DESIGN.md endpoint.
+//!
+//! Every non-2xx answer is `{"error": {code, message, hint}}`. No token ever
+//! appears in a log line or an error: the only body that carries one is the
+//! ExecCredential of a successful `credential` request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use akscred_proto::{ApiError, ErrorBody};
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use crate::broker::{Broker, BrokerError, ExecApi};
+use crate::exec_kubeconfig::{self, Entry};
+
+#[derive(Default)]
+pub struct Metrics {
+    pub credentials_served: AtomicU64,
+    pub credential_errors: AtomicU64,
+}
+
+pub struct AppState {
+    pub broker: Arc<Broker>,
+    pub metrics: Metrics,
+    /// The socket path, when kubeconfigs must name it (not the default).
+    pub socket_env: Option<std::path::PathBuf>,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/clusters/{name}/credential", get(credential))
+        .route("/v1/clusters/{name}/kubeconfig", get(cluster_kubeconfig))
+        .route("/v1/clusters/{name}/refresh", post(refresh))
+        .route("/v1/kubeconfig", get(all_kubeconfig))
+        .route("/v1/status", get(status))
+        .route("/v1/identities/{name}/retry", post(retry))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            error_response(
+                StatusCode::NOT_FOUND,
+                ApiError {
+                    code: "not_found".into(),
+                    message: "no such endpoint".into(),
+                    hint: "see DESIGN.md for the socket API".into(),
+                },
+            )
+        })
+        .with_state(state)
+}
+
+fn error_response(status: StatusCode, error: ApiError) -> Response {
+    (status, axum::Json(ErrorBody { error })).into_response()
+}
+
+impl IntoResponse for BrokerError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.to_api();
+        error_response(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body,
+        )
+    }
+}
+
+#[derive(Deserialize)]
+struct CredentialQuery {
+    api_version: Option<String>,
+}
+
+async fn credential(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Query(q): Query<CredentialQuery>,
+) -> Response {
+    let api = match q.api_version.as_deref() {
+        None => ExecApi::V1,
+        Some(v) => match ExecApi::parse(v) {
+            Some(api) => api,
+            None => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    ApiError {
+                        code: "bad_api_version".into(),
+                        message: format!("unsupported exec credential apiVersion `{v}`"),
+                        hint: "use client.authentication.k8s.io/v1 or v1beta1 in the kubeconfig's exec stanza".into(),
+                    },
+                );
+            }
+        },
+    };
+    match state.broker.credential(&name).await {
+        Ok(token) => {
+            state
+                .metrics
+                .credentials_served
+                .fetch_add(1, Ordering::Relaxed);
+            let body = token.exec_credential(api).to_string();
+            (
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    ),
+                    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                ],
+                body,
+            )
+                .into_response()
+        }
+        Err(e) => {
+            state
+                .metrics
+                .credential_errors
+                .fetch_add(1, Ordering::Relaxed);
+            e.into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct KubeconfigQuery {
+    /// The client's own absolute path, so the kubeconfig runs the plugin the
+    /// user actually has.
+    command: Option<String>,
+}
+
+fn plugin(state: &AppState, q: &KubeconfigQuery) -> std::path::PathBuf {
+    match &q.command {
+        Some(c) if c.starts_with('/') => c.into(),
+        _ => exec_kubeconfig::plugin_path(state.broker.config().daemon.plugin_path.as_deref()),
+    }
+}
+
+fn yaml(body: String) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/yaml"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn cluster_kubeconfig(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Query(q): Query<KubeconfigQuery>,
+) -> Response {
+    let broker = &state.broker;
+    let cfg = match broker.cluster_config(&name) {
+        Ok(c) => c.clone(),
+        Err(e) => return e.into_response(),
+    };
+    let target = match broker.target_of(&name).await {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let entry = Entry {
+        cluster: &cfg.name,
+        context: &cfg.context,
+        namespace: cfg.namespace.as_deref(),
+        server: &target.server,
+        ca_pem: target.ca_pem.as_deref(),
+    };
+    yaml(exec_kubeconfig::render(
+        &[entry],
+        &plugin(&state, &q),
+        state.socket_env.as_deref(),
+        None,
+    ))
+}
+
+async fn all_kubeconfig(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<KubeconfigQuery>,
+) -> Response {
+    let broker = &state.broker;
+    let names = broker.cluster_names();
+    let lookups = names.iter().map(|n| broker.target_of(n));
+    let targets = futures_join_all(lookups).await;
+    let mut configs = Vec::new();
+    let mut skipped = Vec::new();
+    for (name, target) in names.iter().zip(targets) {
+        match (broker.cluster_config(name), target) {
+            (Ok(cfg), Ok(t)) => configs.push((cfg.clone(), t)),
+            (_, Err(e)) => skipped.push(format!("# {name}: skipped: {e}\n")),
+            (Err(e), _) => skipped.push(format!("# {name}: skipped: {e}\n")),
+        }
+    }
+    let entries: Vec<Entry> = configs
+        .iter()
+        .map(|(cfg, t)| Entry {
+            cluster: &cfg.name,
+            context: &cfg.context,
+            namespace: cfg.namespace.as_deref(),
+            server: &t.server,
+            ca_pem: t.ca_pem.as_deref(),
+        })
+        .collect();
+    let mut body = skipped.concat();
+    body.push_str(&exec_kubeconfig::render(
+        &entries,
+        &plugin(&state, &q),
+        state.socket_env.as_deref(),
+        None,
+    ));
+    yaml(body)
+}
+
+/// Runs the lookups concurrently on this task (no spawn: they borrow).
+async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut set: Vec<std::pin::Pin<Box<F>>> = futs.map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+async fn status(State(state): State<Arc<AppState>>) -> Response {
+    axum::Json(state.broker.status()).into_response()
+}
+
+async fn refresh(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+    match state.broker.refresh_cluster(&name).await {
+        Ok(t) => axum::Json(serde_json::json!({
+            "message": format!("refreshed {name}; the token is valid until {}", crate::clock::rfc3339(t.expires_on)),
+        }))
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn retry(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+    match state.broker.retry_identity(&name).await {
+        Ok(was_blocked) => axum::Json(serde_json::json!({
+            "message": if was_blocked {
+                format!("{name} was unblocked and signed in again")
+            } else {
+                format!("{name} was not blocked; its clusters are ready")
+            },
+        }))
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let status = state.broker.status();
+    let mut by_state: HashMap<&str, u64> = HashMap::new();
+    for c in &status.clusters {
+        *by_state.entry(c.state.as_str()).or_default() += 1;
+    }
+    let mut out = String::new();
+    out.push_str(
+        "# HELP akscred_clusters Configured clusters by state.\n# TYPE akscred_clusters gauge\n",
+    );
+    for s in ["ready", "pending", "error", "needs_attention"] {
+        out.push_str(&format!(
+            "akscred_clusters{{state=\"{s}\"}} {}\n",
+            by_state.get(s).copied().unwrap_or(0)
+        ));
+    }
+    out.push_str("# HELP akscred_token_expiry_seconds Seconds until the token a cluster uses expires.\n# TYPE akscred_token_expiry_seconds gauge\n");
+    for c in &status.clusters {
+        if let Some(s) = c.token_valid_for_secs {
+            out.push_str(&format!(
+                "akscred_token_expiry_seconds{{cluster={}}} {s}\n",
+                serde_json::Value::String(c.name.clone())
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "# HELP akscred_credential_requests_total Credential requests answered.\n# TYPE akscred_credential_requests_total counter\nakscred_credential_requests_total{{outcome=\"ok\"}} {}\nakscred_credential_requests_total{{outcome=\"error\"}} {}\n",
+        state.metrics.credentials_served.load(Ordering::Relaxed),
+        state.metrics.credential_errors.load(Ordering::Relaxed),
+    ));
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        out,
+    )
+        .into_response()
+}

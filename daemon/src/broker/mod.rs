@@ -1,0 +1,634 @@
+//! The token broker: every access token the daemon holds, who may use it,
+//! and how it is obtained.
+//!
+//! Tokens are keyed by (cloud, tenant, identity, client id, resource): all
+//! AKS-managed-AAD clusters of one tenant share one server id, so one token
+//! serves them all. Each key has one slot whose async lock makes fetching
+//! single-flight: however many requests find the token stale, one upstream
+//! call is made and the others wait for its result.
+
+mod error;
+mod identity;
+mod target;
+pub mod token;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use akscred_proto::{ClusterStatus, IdentityStatus, Status};
+use rand::Rng;
+use tracing::{info, warn};
+
+use crate::clock::{Clock, rfc3339};
+use crate::config::{Cluster, Config};
+use crate::entra::error::ErrorClass;
+use crate::entra::realm::AccountType;
+use crate::entra::token::{Endpoint, Grant, TokenRequest};
+use crate::entra::{EntraClient, EntraError};
+use crate::secret::Secret;
+
+pub use error::BrokerError;
+pub use identity::Attention;
+use identity::IdentityState;
+pub use target::ClusterTarget;
+pub use token::{ExecApi, Policy, Token};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TokenKey {
+    pub cloud: String,
+    pub tenant: String,
+    pub identity: String,
+    pub client_id: String,
+    pub resource: String,
+}
+
+pub struct TokenSlot {
+    pub key: TokenKey,
+    pub endpoint: Endpoint,
+    /// Held while a token is being fetched for this key.
+    fetch: tokio::sync::Mutex<()>,
+    current: RwLock<Option<Arc<Token>>>,
+    last_error: Mutex<Option<(String, String)>>,
+}
+
+impl TokenSlot {
+    pub fn current(&self) -> Option<Arc<Token>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set(&self, token: Arc<Token>) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(token);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn set_error(&self, e: &BrokerError) {
+        let api = e.to_api().1;
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some((api.message, api.hint));
+    }
+
+    fn last_error(&self) -> Option<(String, String)> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Refresh tokens are per (identity, tenant, client id): one serves every
+/// resource of that client. Rotated on each use; the old one is forgotten.
+type RefreshKey = (String, String, String);
+
+pub struct Broker {
+    config: Config,
+    entra: EntraClient,
+    http: reqwest::Client,
+    clock: Arc<dyn Clock>,
+    policy: Policy,
+    identities: HashMap<String, Arc<IdentityState>>,
+    clusters: HashMap<String, Arc<target::ClusterState>>,
+    slots: Mutex<HashMap<TokenKey, Arc<TokenSlot>>>,
+    refresh_tokens: Mutex<HashMap<RefreshKey, Secret>>,
+}
+
+impl Broker {
+    pub fn new(config: Config, http: reqwest::Client, clock: Arc<dyn Clock>) -> Broker {
+        let identities = config
+            .identities
+            .iter()
+            .map(|(n, i)| (n.clone(), Arc::new(IdentityState::new(i.clone()))))
+            .collect();
+        let clusters = config
+            .clusters
+            .iter()
+            .map(|(n, c)| (n.clone(), Arc::new(target::ClusterState::new(c.clone()))))
+            .collect();
+        Broker {
+            policy: Policy {
+                refresh_before: config.daemon.refresh_before,
+                min_remaining: config.daemon.min_remaining,
+            },
+            entra: EntraClient::new(http.clone()),
+            http,
+            clock,
+            identities,
+            clusters,
+            slots: Mutex::new(HashMap::new()),
+            refresh_tokens: Mutex::new(HashMap::new()),
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
+    pub fn cluster_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.clusters.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    fn cluster(&self, name: &str) -> Result<&Arc<target::ClusterState>, BrokerError> {
+        self.clusters
+            .get(name)
+            .ok_or_else(|| BrokerError::UnknownCluster {
+                name: name.to_string(),
+                known: self.cluster_names(),
+            })
+    }
+
+    fn identity(&self, name: &str) -> Result<&Arc<IdentityState>, BrokerError> {
+        self.identities
+            .get(name)
+            .ok_or_else(|| BrokerError::UnknownIdentity {
+                name: name.to_string(),
+                known: {
+                    let mut k: Vec<String> = self.identities.keys().cloned().collect();
+                    k.sort();
+                    k
+                },
+            })
+    }
+
+    pub(crate) fn slot(&self, key: TokenKey, endpoint: Endpoint) -> Arc<TokenSlot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .entry(key.clone())
+            .or_insert_with(|| {
+                Arc::new(TokenSlot {
+                    key,
+                    endpoint,
+                    fetch: tokio::sync::Mutex::new(()),
+                    current: RwLock::new(None),
+                    last_error: Mutex::new(None),
+                })
+            })
+            .clone()
+    }
+
+    /// The credential for `cluster`: the hot path of every kubectl command.
+    pub async fn credential(&self, cluster: &str) -> Result<Arc<Token>, BrokerError> {
+        let target = self.target_of(cluster).await?;
+        self.token(&target.slot).await
+    }
+
+    /// Server, CA and token slot of a cluster, discovered once.
+    pub async fn target_of(&self, cluster: &str) -> Result<Arc<ClusterTarget>, BrokerError> {
+        self.target(self.cluster(cluster)?).await
+    }
+
+    async fn target(
+        &self,
+        cs: &Arc<target::ClusterState>,
+    ) -> Result<Arc<ClusterTarget>, BrokerError> {
+        if let Some(t) = cs.target() {
+            return Ok(t);
+        }
+        let _discovering = cs.discover.lock().await;
+        if let Some(t) = cs.target() {
+            return Ok(t);
+        }
+        match target::discover(self, &cs.cfg).await {
+            Ok(t) => {
+                let t = Arc::new(t);
+                cs.set_target(t.clone());
+                Ok(t)
+            }
+            Err(e) => {
+                cs.set_error(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// A fresh token for `slot`, fetching one when the held one is stale.
+    pub async fn token(&self, slot: &Arc<TokenSlot>) -> Result<Arc<Token>, BrokerError> {
+        let now = self.now();
+        if let Some(t) = slot.current()
+            && t.is_fresh(now)
+        {
+            return Ok(t);
+        }
+        let _fetching = slot.fetch.lock().await;
+        let now = self.now();
+        let held = slot.current();
+        if let Some(t) = &held
+            && t.is_fresh(now)
+        {
+            return Ok(t.clone());
+        }
+        match self.fetch(slot).await {
+            Ok(t) => Ok(t),
+            // Upstream trouble must not break kubectl while the token we
+            // hold is still accepted by the API server.
+            Err(e) if e.is_transient() && held.as_ref().is_some_and(|t| t.is_valid(now)) => {
+                warn!(identity = %slot.key.identity, resource = %slot.key.resource, error = %e, "refresh failed; serving the token still held");
+                held.ok_or(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Refreshes `slot` if its token is due (or `force`); single-flight with
+    /// requests. Used by the scheduler and `POST .../refresh`.
+    pub async fn refresh_slot(
+        &self,
+        slot: &Arc<TokenSlot>,
+        force: bool,
+    ) -> Result<Arc<Token>, BrokerError> {
+        let _fetching = slot.fetch.lock().await;
+        if !force
+            && let Some(t) = slot.current()
+            && t.refresh_at > self.now()
+        {
+            return Ok(t);
+        }
+        self.fetch(slot).await
+    }
+
+    /// One upstream acquisition: refresh token first, then the password.
+    /// The caller holds `slot.fetch`.
+    async fn fetch(&self, slot: &Arc<TokenSlot>) -> Result<Arc<Token>, BrokerError> {
+        let result = self.fetch_inner(slot).await;
+        match &result {
+            Ok(_) => {}
+            Err(e) => slot.set_error(e),
+        }
+        result
+    }
+
+    async fn fetch_inner(&self, slot: &Arc<TokenSlot>) -> Result<Arc<Token>, BrokerError> {
+        let key = &slot.key;
+        let id = self.identity(&key.identity)?.clone();
+        let rt_key: RefreshKey = (
+            key.identity.clone(),
+            key.tenant.clone(),
+            key.client_id.clone(),
+        );
+        let held_rt = self
+            .refresh_tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&rt_key)
+            .cloned();
+        if let Some(rt) = held_rt {
+            let req = self.request(slot, Grant::RefreshToken(rt));
+            match self.entra.token(&id.cfg.cloud, &req, self.now()).await {
+                Ok(grant) => return Ok(self.store(slot, &id, grant)),
+                Err(e) => match e.class() {
+                    ErrorClass::RefreshTokenDead => {
+                        info!(identity = %key.identity, error = %e, "refresh token no longer accepted; signing in again");
+                        self.refresh_tokens
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&rt_key);
+                    }
+                    ErrorClass::Transient => {
+                        return Err(BrokerError::SignIn {
+                            identity: key.identity.clone(),
+                            source: e,
+                        });
+                    }
+                    ErrorClass::Permanent => return Err(self.block(&id, e)),
+                },
+            }
+        }
+        self.password_sign_in(slot, &id).await
+    }
+
+    async fn password_sign_in(
+        &self,
+        slot: &Arc<TokenSlot>,
+        id: &Arc<IdentityState>,
+    ) -> Result<Arc<Token>, BrokerError> {
+        let _one_at_a_time = id.signin.lock().await;
+        if let Some(a) = id.attention() {
+            return Err(BrokerError::NeedsAttention {
+                identity: id.cfg.name.clone(),
+                attention: a,
+            });
+        }
+        let realm = match id.realm() {
+            Some(r) => r,
+            None => {
+                let r = self
+                    .entra
+                    .user_realm(&id.cfg.cloud, &id.cfg.username)
+                    .await
+                    .map_err(|source| BrokerError::SignIn {
+                        identity: id.cfg.name.clone(),
+                        source,
+                    })?;
+                id.set_realm(r.clone());
+                r
+            }
+        };
+        if let Some(r) = &realm
+            && r.account_type == AccountType::Federated
+        {
+            return Err(BrokerError::Unsupported {
+                identity: id.cfg.name.clone(),
+                what: format!(
+                    "{} is a federated account ({}); federated sign-in (WS-Trust) is not supported yet",
+                    id.cfg.username,
+                    r.domain_name.as_deref().unwrap_or("AD FS")
+                ),
+            });
+        }
+        let password = id
+            .cfg
+            .password
+            .read()
+            .await
+            .map_err(|source| BrokerError::Secret {
+                identity: id.cfg.name.clone(),
+                source,
+            })?;
+        let req = self.request(
+            slot,
+            Grant::Password {
+                username: id.cfg.username.clone(),
+                password,
+            },
+        );
+        id.count_password_grant();
+        info!(identity = %id.cfg.name, resource = %slot.key.resource, "signing in with the password");
+        match self.entra.token(&id.cfg.cloud, &req, self.now()).await {
+            Ok(grant) => Ok(self.store(slot, id, grant)),
+            Err(e) if e.class() == ErrorClass::Transient => {
+                let err = BrokerError::SignIn {
+                    identity: id.cfg.name.clone(),
+                    source: e,
+                };
+                let api = err.to_api().1;
+                id.record_error(api.message, api.hint);
+                Err(err)
+            }
+            // Anything else from a password grant stops all password use:
+            // when in doubt, do not risk the account.
+            Err(e) => Err(self.block(id, e)),
+        }
+    }
+
+    fn block(&self, id: &IdentityState, e: EntraError) -> BrokerError {
+        let attention = Attention {
+            code: e.code(),
+            message: match &e {
+                EntraError::Aad(aad) => aad.human_message(),
+                other => other.to_string(),
+            },
+            hint: error::hint_for(e.hint(), &id.cfg.name),
+            since: self.now(),
+        };
+        warn!(identity = %id.cfg.name, code = ?attention.code, reason = %attention.message, "identity needs attention; no further password attempts");
+        id.record_error(attention.message.clone(), attention.hint.clone());
+        id.set_attention(attention.clone());
+        BrokerError::NeedsAttention {
+            identity: id.cfg.name.clone(),
+            attention,
+        }
+    }
+
+    fn request(&self, slot: &TokenSlot, grant: Grant) -> TokenRequest {
+        TokenRequest {
+            endpoint: slot.endpoint,
+            tenant: slot.key.tenant.clone(),
+            client_id: slot.key.client_id.clone(),
+            resource: slot.key.resource.clone(),
+            grant,
+        }
+    }
+
+    fn store(
+        &self,
+        slot: &TokenSlot,
+        id: &IdentityState,
+        grant: crate::entra::token::TokenGrant,
+    ) -> Arc<Token> {
+        let now = self.now();
+        if let Some(rt) = grant.refresh_token {
+            self.refresh_tokens
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(
+                    (
+                        slot.key.identity.clone(),
+                        slot.key.tenant.clone(),
+                        slot.key.client_id.clone(),
+                    ),
+                    rt,
+                );
+        }
+        let jitter = rand::rng().random::<f64>();
+        let token = Arc::new(Token::new(
+            grant.access_token,
+            now,
+            grant.expires_on,
+            self.policy,
+            jitter,
+        ));
+        id.record_success(now);
+        info!(identity = %slot.key.identity, resource = %slot.key.resource, expires_on = %rfc3339(token.expires_on), "token obtained");
+        slot.set(token.clone());
+        token
+    }
+
+    /// Starts discovery and sign-in for every cluster, so the first kubectl
+    /// command finds a token waiting.
+    pub fn warm_up(self: &Arc<Self>) {
+        for name in self.cluster_names() {
+            let broker = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = broker.credential(&name).await {
+                    warn!(cluster = %name, error = %e, "cluster not ready");
+                }
+            });
+        }
+    }
+
+    /// Refreshes every token whose refresh time has passed on the wall
+    /// clock. Called on each tick, so a machine that wakes from suspend
+    /// refreshes within one tick.
+    pub fn refresh_due(self: &Arc<Self>) {
+        let now = self.now();
+        let slots: Vec<Arc<TokenSlot>> = self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for slot in slots {
+            let due = slot.current().is_some_and(|t| t.refresh_at <= now);
+            if due {
+                let broker = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = broker.refresh_slot(&slot, false).await {
+                        warn!(identity = %slot.key.identity, resource = %slot.key.resource, error = %e, "scheduled refresh failed");
+                    }
+                });
+            }
+        }
+    }
+
+    /// `POST /v1/clusters/{name}/refresh`.
+    pub async fn refresh_cluster(&self, name: &str) -> Result<Arc<Token>, BrokerError> {
+        let target = self.target_of(name).await?;
+        self.refresh_slot(&target.slot, true).await
+    }
+
+    /// `POST /v1/identities/{name}/retry`: the operator says the cause is
+    /// fixed. Clears the block and tries once for each of its clusters.
+    pub async fn retry_identity(self: &Arc<Self>, name: &str) -> Result<bool, BrokerError> {
+        let id = self.identity(name)?;
+        let was_blocked = id.clear_attention();
+        for cs in self.clusters.values().filter(|c| c.cfg.identity == name) {
+            cs.clear_error();
+        }
+        info!(identity = %name, was_blocked, "retry requested");
+        let names: Vec<String> = self
+            .clusters
+            .values()
+            .filter(|c| c.cfg.identity == name)
+            .map(|c| c.cfg.name.clone())
+            .collect();
+        let mut first_error = None;
+        for n in names {
+            if let Err(e) = self.credential(&n).await
+                && first_error.is_none()
+            {
+                first_error = Some(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(was_blocked),
+        }
+    }
+
+    pub fn cluster_config(&self, name: &str) -> Result<&Cluster, BrokerError> {
+        Ok(&self.cluster(name)?.cfg)
+    }
+
+    pub fn status(&self) -> Status {
+        let now = self.now();
+        let mut identities: Vec<IdentityStatus> = self
+            .identities
+            .values()
+            .map(|id| {
+                let attention = id.attention();
+                let state = if attention.is_some() {
+                    "needs_attention"
+                } else if id.last_sign_in().is_some() {
+                    "ok"
+                } else if id.last_error().is_some() {
+                    "error"
+                } else {
+                    "new"
+                };
+                let last_error = attention
+                    .map(|a| error::api_error("needs_attention", a.message, a.hint))
+                    .or_else(|| {
+                        id.last_error()
+                            .map(|(m, h)| error::api_error("sign_in_failed", m, h))
+                    });
+                IdentityStatus {
+                    name: id.cfg.name.clone(),
+                    username: id.cfg.username.clone(),
+                    state: state.to_string(),
+                    last_sign_in: id.last_sign_in().map(rfc3339),
+                    last_error,
+                }
+            })
+            .collect();
+        identities.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut clusters: Vec<ClusterStatus> = self
+            .clusters
+            .values()
+            .map(|cs| self.cluster_status(cs, now))
+            .collect();
+        clusters.sort_by(|a, b| a.name.cmp(&b.name));
+        Status {
+            identities,
+            clusters,
+        }
+    }
+
+    fn cluster_status(&self, cs: &target::ClusterState, now: SystemTime) -> ClusterStatus {
+        let attention = self
+            .identities
+            .get(&cs.cfg.identity)
+            .and_then(|i| i.attention());
+        let target = cs.target();
+        let token = target.as_ref().and_then(|t| t.slot.current());
+        let slot_error = target.as_ref().and_then(|t| t.slot.last_error());
+        let valid = token.as_ref().is_some_and(|t| t.is_valid(now));
+        let state = if valid {
+            "ready"
+        } else if attention.is_some() {
+            "needs_attention"
+        } else if cs.last_error().is_some() || slot_error.is_some() {
+            "error"
+        } else {
+            "pending"
+        };
+        let last_error = attention
+            .map(|a| error::api_error("needs_attention", a.message, a.hint))
+            .or_else(|| {
+                cs.last_error()
+                    .or(slot_error)
+                    .map(|(m, h)| error::api_error("error", m, h))
+            });
+        ClusterStatus {
+            name: cs.cfg.name.clone(),
+            identity: cs.cfg.identity.clone(),
+            state: state.to_string(),
+            server: target.as_ref().map(|t| t.server.clone()),
+            token_expires: token.as_ref().map(|t| rfc3339(t.expires_on)),
+            token_valid_for_secs: token.as_ref().map(|t| t.remaining(now).as_secs() as i64),
+            next_refresh: token.as_ref().map(|t| rfc3339(t.refresh_at)),
+            last_refresh: token.as_ref().map(|t| rfc3339(t.obtained)),
+            last_error,
+        }
+    }
+
+    /// Password grants sent so far, per identity (status, metrics, tests).
+    pub fn password_grants(&self, identity: &str) -> Option<u64> {
+        self.identities.get(identity).map(|i| i.password_grants())
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub(crate) fn identity_config(
+        &self,
+        name: &str,
+    ) -> Result<&crate::config::Identity, BrokerError> {
+        Ok(&self.identity(name)?.cfg)
+    }
+
+    /// The ARM token of an identity (for `listClusterUserCredential`).
+    pub(crate) async fn arm_token(&self, identity: &str) -> Result<Arc<Token>, BrokerError> {
+        let id = self.identity_config(identity)?;
+        let slot = self.slot(
+            TokenKey {
+                cloud: id.cloud.name.clone(),
+                tenant: id.tenant.clone(),
+                identity: id.name.clone(),
+                client_id: id.client_id.clone(),
+                resource: id.cloud.arm_resource.clone(),
+            },
+            Endpoint::V2,
+        );
+        self.token(&slot).await
+    }
+}

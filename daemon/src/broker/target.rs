@@ -1,0 +1,211 @@
+//! Where a cluster is and which token it takes: from ARM, from a kubeconfig
+//! the user already has, or from the config itself.
+
+use std::sync::{Arc, Mutex};
+
+use super::{Broker, BrokerError, TokenKey, TokenSlot};
+use crate::aks::kubeconfig::{
+    AadParams, ClusterAccess, aad_resource, parse_skeleton, token_endpoint,
+};
+use crate::config::{Cluster, ClusterSource};
+
+/// The largest kubeconfig or CA file read from disk.
+const MAX_FILE: u64 = 1 << 20;
+
+pub struct ClusterTarget {
+    pub server: String,
+    pub ca_pem: Option<Vec<u8>>,
+    pub slot: Arc<TokenSlot>,
+}
+
+pub struct ClusterState {
+    pub cfg: Cluster,
+    /// Held while discovering, so concurrent first requests make one ARM call.
+    pub discover: tokio::sync::Mutex<()>,
+    target: Mutex<Option<Arc<ClusterTarget>>>,
+    last_error: Mutex<Option<(String, String)>>,
+}
+
+impl ClusterState {
+    pub fn new(cfg: Cluster) -> Self {
+        ClusterState {
+            cfg,
+            discover: tokio::sync::Mutex::new(()),
+            target: Mutex::new(None),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    pub fn target(&self) -> Option<Arc<ClusterTarget>> {
+        self.target
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_target(&self, t: Arc<ClusterTarget>) {
+        *self.target.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
+        self.clear_error();
+    }
+
+    pub fn set_error(&self, e: &BrokerError) {
+        let api = e.to_api().1;
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some((api.message, api.hint));
+    }
+
+    pub fn clear_error(&self) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    pub fn last_error(&self) -> Option<(String, String)> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+fn read_small(path: &std::path::Path, cluster: &str, what: &str) -> Result<Vec<u8>, BrokerError> {
+    use std::io::Read;
+    let fail = |message: String, hint: &str| BrokerError::Discovery {
+        cluster: cluster.to_string(),
+        message,
+        hint: hint.to_string(),
+    };
+    let file = std::fs::File::open(path).map_err(|e| {
+        fail(
+            format!("cannot read the {what} {}: {e}", path.display()),
+            "check the path in the config",
+        )
+    })?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| {
+            fail(
+                format!("cannot read the {what} {}: {e}", path.display()),
+                "check the file",
+            )
+        })?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(fail(
+            format!("the {what} {} is larger than 1 MiB", path.display()),
+            "point the config at the right file",
+        ));
+    }
+    Ok(bytes)
+}
+
+pub(super) async fn discover(broker: &Broker, cfg: &Cluster) -> Result<ClusterTarget, BrokerError> {
+    let identity = broker.identity_config(&cfg.identity)?.clone();
+    let (server, ca_pem, auth) = match &cfg.source {
+        ClusterSource::Arm {
+            subscription,
+            resource_group,
+            name,
+            server_fqdn,
+        } => {
+            let arm = broker.arm_token(&cfg.identity).await?;
+            let access = crate::aks::arm::list_cluster_user_credential(
+                broker.http(),
+                &identity.cloud,
+                arm.access_token(),
+                subscription,
+                resource_group,
+                name,
+                None,
+                server_fqdn.as_deref(),
+            )
+            .await
+            .map_err(|source| BrokerError::Arm {
+                cluster: cfg.name.clone(),
+                source,
+            })?;
+            let ca = access_ca(&access, None, &cfg.name)?;
+            (access.server, ca, access.auth)
+        }
+        ClusterSource::Kubeconfig { path, context } => {
+            let bytes = read_small(path, &cfg.name, "kubeconfig")?;
+            let access =
+                parse_skeleton(&bytes, context.as_deref()).map_err(|e| BrokerError::Discovery {
+                    cluster: cfg.name.clone(),
+                    message: format!("{}: {e}", path.display()),
+                    hint: "use the kubeconfig that `az aks get-credentials` wrote for this cluster"
+                        .into(),
+                })?;
+            let ca = access_ca(&access, path.parent(), &cfg.name)?;
+            (access.server, ca, access.auth)
+        }
+        ClusterSource::Explicit {
+            server,
+            ca_file,
+            server_id,
+            client_id,
+            tenant,
+            legacy,
+        } => (
+            server.clone(),
+            match ca_file {
+                Some(p) => Some(read_small(p, &cfg.name, "CA file")?),
+                None => None,
+            },
+            AadParams {
+                server_id: server_id.clone(),
+                client_id: client_id.clone(),
+                tenant_id: tenant.clone(),
+                environment: None,
+                legacy: *legacy,
+            },
+        ),
+    };
+    let slot = broker.slot(
+        TokenKey {
+            cloud: identity.cloud.name.clone(),
+            tenant: auth
+                .tenant_id
+                .clone()
+                .unwrap_or_else(|| identity.tenant.clone()),
+            identity: identity.name.clone(),
+            client_id: auth.client_id.clone(),
+            resource: aad_resource(&auth),
+        },
+        token_endpoint(&auth),
+    );
+    Ok(ClusterTarget {
+        server,
+        ca_pem,
+        slot,
+    })
+}
+
+/// The cluster's CA: inline data, or a file named by a user's kubeconfig
+/// (relative to that file). ARM answers never name files: a `file` there
+/// is refused rather than read from this machine.
+fn access_ca(
+    access: &ClusterAccess,
+    kubeconfig_dir: Option<&std::path::Path>,
+    cluster: &str,
+) -> Result<Option<Vec<u8>>, BrokerError> {
+    if access.insecure_skip_tls_verify {
+        return Err(BrokerError::Discovery {
+            cluster: cluster.to_string(),
+            message: "the kubeconfig turns off TLS verification (insecure-skip-tls-verify)".into(),
+            hint: "give the cluster's CA instead; akscred never writes a kubeconfig that skips verification".into(),
+        });
+    }
+    if let Some(pem) = &access.ca_pem {
+        return Ok(Some(pem.clone()));
+    }
+    match (&access.ca_file, kubeconfig_dir) {
+        (Some(file), Some(dir)) => Ok(Some(read_small(&dir.join(file), cluster, "CA file")?)),
+        (Some(file), None) => Err(BrokerError::Discovery {
+            cluster: cluster.to_string(),
+            message: format!(
+                "ARM's kubeconfig names a CA file ({}) instead of carrying the CA",
+                file.display()
+            ),
+            hint: "this is not what AKS returns; check arm_endpoint".into(),
+        }),
+        (None, _) => Ok(None),
+    }
+}
