@@ -381,9 +381,12 @@ impl Broker {
     fn block(&self, id: &IdentityState, e: EntraError) -> BrokerError {
         let attention = Attention {
             code: e.code(),
-            message: match &e {
-                EntraError::Aad(aad) => aad.human_message(),
-                other => other.to_string(),
+            message: match (&e, e.code()) {
+                (EntraError::Aad(aad), Some(code)) => {
+                    format!("AADSTS{code}: {}", aad.human_message())
+                }
+                (EntraError::Aad(aad), None) => aad.human_message(),
+                (other, _) => other.to_string(),
             },
             hint: error::hint_for(e.hint(), &id.cfg.name),
             since: self.now(),

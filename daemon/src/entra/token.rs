@@ -99,12 +99,12 @@ pub(crate) fn encode_segment(s: &str) -> String {
     utf8_percent_encode(s, SEGMENT).to_string()
 }
 
-/// `{login}/{tenant}/oauth2/token` (v1) or `{login}/{tenant}/oauth2/v2.0/token` (v2).
+/// `{login}/{tenant}/oauth2/token?api-version=1.0` (v1, as ADAL sends it) or `{login}/{tenant}/oauth2/v2.0/token` (v2).
 pub fn token_url(login: &str, tenant: &str, endpoint: Endpoint) -> String {
     let login = login.trim_end_matches('/');
     let tenant = encode_segment(tenant);
     match endpoint {
-        Endpoint::V1 => format!("{login}/{tenant}/oauth2/token"),
+        Endpoint::V1 => format!("{login}/{tenant}/oauth2/token?api-version=1.0"),
         Endpoint::V2 => format!("{login}/{tenant}/oauth2/v2.0/token"),
     }
 }
@@ -305,7 +305,7 @@ mod tests {
                 "contoso.onmicrosoft.com",
                 Endpoint::V1
             ),
-            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/token"
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/token?api-version=1.0"
         );
         assert_eq!(
             token_url("https://login.microsoftonline.us/", "t", Endpoint::V2),
@@ -313,7 +313,7 @@ mod tests {
         );
         assert_eq!(
             token_url("https://l", "a/b?c", Endpoint::V1),
-            "https://l/a%2Fb%3Fc/oauth2/token"
+            "https://l/a%2Fb%3Fc/oauth2/token?api-version=1.0"
         );
     }
 

@@ -1,0 +1,383 @@
+//! End to end: the real `akscredd` binary against the emulator, the real
+//! `kubectl` running the real `akscred` plugin.
+//!
+//! The binaries of the other packages are found next to this package's own
+//! (`target/debug`); `scripts/test.sh` builds them before the tests run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use akscred_tests::scenario::standard;
+use akscred_tests::{Emulator, Scenario};
+
+fn bin(name: &str) -> PathBuf {
+    let own = PathBuf::from(env!("CARGO_BIN_EXE_akscred-emulator"));
+    let path = own.with_file_name(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+fn kubectl_path() -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("kubectl"))
+            .find(|p| p.is_file())
+    });
+    found.expect("kubectl is not on PATH: these tests run the real kubectl (.ci/run installs it)")
+}
+
+struct Daemon {
+    child: Child,
+    dir: tempfile::TempDir,
+    socket: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Identity<'a> {
+    name: &'a str,
+    upn: &'a str,
+    password: &'a str,
+}
+
+const ALICE: Identity = Identity {
+    name: "alice",
+    upn: standard::ALICE,
+    password: standard::PASSWORD,
+};
+
+/// A config for `clusters` (emulator names) of `identity`, with the
+/// emulator as a custom cloud and its CA as the extra trust anchor.
+fn write_config(emu: &Emulator, dir: &Path, identities: &[(&Identity, &[String])]) -> PathBuf {
+    std::fs::write(dir.join("ca.pem"), emu.ca_pem()).unwrap();
+    let mut cfg = format!(
+        "[daemon]\nsocket = \"{}\"\nca_file = \"ca.pem\"\ntick = \"1s\"\n\n[clouds.emulator]\nlogin_endpoint = \"{}\"\narm_endpoint = \"{}\"\narm_resource = \"https://management.core.windows.net/\"\n",
+        dir.join("akscred.sock").display(),
+        emu.login_url(),
+        emu.arm_url(),
+    );
+    for (id, clusters) in identities {
+        let pw = dir.join(format!("{}.password", id.name));
+        std::fs::write(&pw, format!("{}\n", id.password)).unwrap();
+        cfg.push_str(&format!(
+            "\n[identities.{}]\ncloud = \"emulator\"\ntenant = \"{}\"\nusername = \"{}\"\npassword = {{ file = \"{}\" }}\n",
+            id.name,
+            standard::TENANT_DOMAIN,
+            id.upn,
+            pw.display()
+        ));
+        for c in clusters.iter() {
+            cfg.push_str(&format!(
+                "\n[clusters.{c}]\nidentity = \"{}\"\nsubscription = \"{}\"\nresource_group = \"{}\"\nname = \"{c}\"\n",
+                id.name,
+                standard::SUBSCRIPTION,
+                standard::RESOURCE_GROUP,
+            ));
+        }
+    }
+    let path = dir.join("config.toml");
+    std::fs::write(&path, cfg).unwrap();
+    path
+}
+
+fn start_daemon(emu: &Emulator, identities: &[(&Identity, &[String])]) -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(emu, dir.path(), identities);
+    let check = Command::new(bin("akscredd"))
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "check-config: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let log = std::fs::File::create(dir.path().join("akscredd.log")).unwrap();
+    let child = Command::new(bin("akscredd"))
+        .arg("--config")
+        .arg(&config)
+        .env("AKSCRED_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let socket = dir.path().join("akscred.sock");
+    let mut d = Daemon { child, dir, socket };
+    let start = Instant::now();
+    while !d.socket.exists() {
+        if let Some(status) = d.child.try_wait().unwrap() {
+            panic!("akscredd exited ({status}): {}", d.log());
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no socket after 20 s: {}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    d
+}
+
+impl Daemon {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("akscredd.log")).unwrap_or_default()
+    }
+
+    fn akscred(&self, args: &[&str], exec_info: Option<&str>) -> Output {
+        let mut cmd = Command::new(bin("akscred"));
+        cmd.args(args).env("AKSCRED_SOCKET", &self.socket);
+        match exec_info {
+            Some(info) => cmd.env("KUBERNETES_EXEC_INFO", info),
+            None => cmd.env_remove("KUBERNETES_EXEC_INFO"),
+        };
+        cmd.output().unwrap()
+    }
+
+    /// Polls `akscred status --json` until `done` holds (or 30 s pass).
+    fn wait_status(
+        &self,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let out = self.akscred(&["status", "--json"], None);
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                && done(&v)
+            {
+                return v;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "timed out waiting for {what}: {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The kubeconfig `akscred kubeconfig` prints, written to a file.
+    fn kubeconfig(&self) -> PathBuf {
+        let out = self.akscred(&["kubeconfig"], None);
+        assert!(
+            out.status.success(),
+            "akscred kubeconfig: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = self.dir.path().join("kubeconfig");
+        std::fs::write(&path, &out.stdout).unwrap();
+        path
+    }
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new(kubectl_path())
+        .env("KUBECONFIG", kubeconfig)
+        .env_remove("AKSCRED_SOCKET")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn names(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_works_on_all_three_clusters_in_both_exec_versions() {
+    let emu = Emulator::start(Scenario::standard()).await.unwrap();
+    let clusters = names(&["aks-one", "aks-two", "aks-legacy"]);
+    let d = start_daemon(&emu, &[(&ALICE, &clusters)]);
+    let v1 = d.kubeconfig();
+    let text = std::fs::read_to_string(&v1).unwrap();
+    assert!(text.contains("client.authentication.k8s.io/v1\n"), "{text}");
+    assert!(
+        !text.contains("eyJ"),
+        "a kubeconfig must hold no token: {text}"
+    );
+    let v1beta1 = d.dir.path().join("kubeconfig-v1beta1");
+    std::fs::write(
+        &v1beta1,
+        text.replace(
+            "apiVersion: client.authentication.k8s.io/v1\n",
+            "apiVersion: client.authentication.k8s.io/v1beta1\n",
+        ),
+    )
+    .unwrap();
+
+    for kc in [&v1, &v1beta1] {
+        for c in &clusters {
+            let out = ok(
+                &kubectl(kc, &["--context", c, "get", "namespaces", "-o", "name"]),
+                &format!("kubectl get namespaces on {c} with {}", kc.display()),
+            );
+            // Each emulated cluster has a namespace named after itself: the
+            // answer came from the right API server.
+            assert!(out.contains(&format!("namespace/{c}")), "{c}: {out}");
+            assert!(out.contains("namespace/kube-system"), "{c}: {out}");
+            let version = ok(
+                &kubectl(kc, &["--context", c, "version", "-o", "json"]),
+                &format!("kubectl version on {c}"),
+            );
+            let v: serde_json::Value = serde_json::from_str(&version).unwrap();
+            assert!(v["serverVersion"]["gitVersion"].is_string(), "{version}");
+        }
+    }
+
+    // The plugin answers in the apiVersion kubectl asked for.
+    for api in [
+        "client.authentication.k8s.io/v1",
+        "client.authentication.k8s.io/v1beta1",
+    ] {
+        let info = format!(
+            r#"{{"apiVersion":"{api}","kind":"ExecCredential","spec":{{"interactive":false}}}}"#
+        );
+        let out = d.akscred(&["token", "aks-one"], Some(&info));
+        let body = ok(&out, "akscred token");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["apiVersion"], api);
+        assert_eq!(v["kind"], "ExecCredential");
+        assert!(v["status"]["token"].as_str().unwrap().starts_with("eyJ"));
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // aks-one and aks-two share the AKS server id: one password sign-in for
+    // ARM, one for the AKS client (both managed clusters), one for the
+    // legacy cluster's own client. Refresh tokens are never needed here.
+    let counters = emu.counters();
+    assert_eq!(
+        counters.password_attempts(standard::ALICE),
+        3,
+        "{counters:?}"
+    );
+
+    let status = d.wait_status("all clusters ready", |v| {
+        v["clusters"]
+            .as_array()
+            .is_some_and(|c| c.iter().all(|c| c["state"] == "ready"))
+    });
+    assert_eq!(status["clusters"].as_array().unwrap().len(), 3);
+    let table = d.akscred(&["status"], None);
+    let table = ok(&table, "akscred status");
+    assert!(
+        table.contains("aks-legacy") && table.contains("ready"),
+        "{table}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_password_is_sent_once_and_never_again() {
+    let emu = Emulator::start(Scenario::standard()).await.unwrap();
+    let wrong = Identity {
+        name: "alice",
+        upn: standard::ALICE,
+        password: "not the password",
+    };
+    let d = start_daemon(&emu, &[(&wrong, &names(&["aks-one", "aks-two"]))]);
+    let kc = d.kubeconfig_or_skeleton();
+    for _ in 0..5 {
+        let out = kubectl(&kc, &["--context", "aks-one", "get", "namespaces"]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("needs attention") && err.contains("akscred retry alice"),
+            "{err}"
+        );
+        let out = d.akscred(&["token", "aks-two"], None);
+        assert!(!out.status.success() && out.stdout.is_empty());
+    }
+    assert_eq!(emu.counters().password_attempts(standard::ALICE), 1);
+    let status = d.wait_status("needs_attention", |v| {
+        v["identities"][0]["state"] == "needs_attention"
+    });
+    assert!(
+        status["identities"][0]["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("50126"),
+        "{status}"
+    );
+    // Status exits non-zero when a cluster is not ready.
+    assert!(!d.akscred(&["status"], None).status.success());
+
+    // The operator fixes the password and says so: one more attempt, which works.
+    std::fs::write(d.dir.path().join("alice.password"), standard::PASSWORD).unwrap();
+    ok(&d.akscred(&["retry", "alice"], None), "akscred retry");
+    let kc = d.kubeconfig();
+    ok(
+        &kubectl(&kc, &["--context", "aks-one", "get", "namespaces"]),
+        "kubectl after retry",
+    );
+    assert_eq!(emu.counters().password_attempts(standard::ALICE), 3);
+}
+
+impl Daemon {
+    /// With a wrong password ARM cannot be asked for the server, so build
+    /// the kubeconfig by hand: the exec stanza is all this test needs.
+    fn kubeconfig_or_skeleton(&self) -> PathBuf {
+        let path = self.dir.path().join("kubeconfig");
+        let yaml = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {}\n      args: [token, aks-one]\n      interactiveMode: Never\n      env:\n      - name: AKSCRED_SOCKET\n        value: {}\ncontexts:\n- name: aks-one\n  context: {{cluster: c, user: u}}\ncurrent-context: aks-one\n",
+            bin("akscred").display(),
+            self.socket.display()
+        );
+        std::fs::write(&path, yaml).unwrap();
+        path
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_managed_clusters_cost_one_api_server_token() {
+    let emu = Emulator::start(Scenario::many_managed(50)).await.unwrap();
+    let clusters: Vec<String> = (0..50)
+        .map(|i| emu.scenario().clusters[i].name.clone())
+        .collect();
+    let d = start_daemon(&emu, &[(&ALICE, &clusters)]);
+    d.wait_status("50 clusters ready", |v| {
+        v["clusters"]
+            .as_array()
+            .is_some_and(|c| c.len() == 50 && c.iter().all(|c| c["state"] == "ready"))
+    });
+    let kc = d.kubeconfig();
+    for c in [&clusters[0], &clusters[49]] {
+        ok(
+            &kubectl(&kc, &["--context", c, "get", "namespaces", "-o", "name"]),
+            "kubectl",
+        );
+    }
+    let counters = emu.counters();
+    assert_eq!(
+        counters.token_requests_for_resource(akscred_tests::scenario::AKS_SERVER_APP_ID),
+        1,
+        "{counters:?}"
+    );
+    assert_eq!(counters.arm_requests(), 50, "{counters:?}");
+}
