@@ -44,6 +44,9 @@ pub struct DaemonConfig {
     /// Absolute path of the `akscred` plugin written into kubeconfigs;
     /// default: `akscred` next to the daemon's own executable.
     pub plugin_path: Option<PathBuf>,
+    /// Hard cap on password submissions per identity per hour, whatever
+    /// the reason: the last line of defence against a lockout.
+    pub password_attempts_per_hour: u32,
 }
 
 impl Default for DaemonConfig {
@@ -56,6 +59,7 @@ impl Default for DaemonConfig {
             tick: Duration::from_secs(30),
             allow_uids: Vec::new(),
             plugin_path: None,
+            password_attempts_per_hour: 3,
         }
     }
 }
@@ -153,6 +157,7 @@ struct RawDaemon {
     #[serde(default)]
     allow_uids: Vec<u32>,
     plugin_path: Option<Spanned<String>>,
+    password_attempts_per_hour: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -365,7 +370,19 @@ fn resolve_daemon(
         tick: duration(&raw.tick, "tick", defaults.tick)?,
         allow_uids: raw.allow_uids.clone(),
         plugin_path: raw.plugin_path.as_ref().map(|s| resolve(s.get_ref())),
+        password_attempts_per_hour: raw
+            .password_attempts_per_hour
+            .as_ref()
+            .map_or(defaults.password_attempts_per_hour, |v| *v.get_ref()),
     };
+    if let Some(v) = &raw.password_attempts_per_hour
+        && !(1..=10).contains(v.get_ref())
+    {
+        return Err(at.error(
+            v.span(),
+            "daemon.password_attempts_per_hour: expected 1 to 10 (Entra locks an account after 10 failures, 3 in US Gov)".into(),
+        ));
+    }
     if daemon.tick.is_zero() {
         let span = raw.tick.as_ref().map(|s| s.span()).unwrap_or(0..0);
         return Err(at.error(span, "daemon.tick: must be more than zero".into()));
@@ -715,6 +732,16 @@ context = "by-hand"
     fn syntax_error_has_a_position() {
         let e = err("[daemon\n");
         assert!(e.starts_with("/etc/akscred/config.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn password_budget_is_bounded() {
+        let c = parse("[daemon]\npassword_attempts_per_hour = 2\n").unwrap();
+        assert_eq!(c.daemon.password_attempts_per_hour, 2);
+        let e = err("[daemon]\npassword_attempts_per_hour = 0\n");
+        assert!(e.contains(":2:") && e.contains("1 to 10"), "{e}");
+        let e = err("[daemon]\npassword_attempts_per_hour = 50\n");
+        assert!(e.contains("1 to 10"), "{e}");
     }
 
     #[test]

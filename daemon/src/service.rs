@@ -57,18 +57,7 @@ pub async fn run_with_clock(
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
     broker.warm_up();
-    let ticker = {
-        let broker = broker.clone();
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(tick);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                interval.tick().await;
-                broker.refresh_due();
-            }
-        })
-    };
-
+    let scheduler = tokio::spawn(schedule(broker.clone(), tick));
     let default_path = std::env::var_os("XDG_RUNTIME_DIR")
         .map(|d| PathBuf::from(d).join("akscred").join("akscred.sock"));
     let socket_env = (owns_path && default_path.as_ref() != Some(&path)).then(|| path.clone());
@@ -86,12 +75,27 @@ pub async fn run_with_clock(
     let served = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
         .with_graceful_shutdown(shutdown)
         .await;
-    ticker.abort();
+    scheduler.abort();
     if owns_path {
         let _ = std::fs::remove_file(&path);
     }
     info!("akscredd stopped");
     served.map_err(ServiceError::Serve)
+}
+
+/// Sleeps until the next wall-clock deadline, but never longer than `tick`:
+/// tokio's timers run on the monotonic clock, which stops while the machine
+/// sleeps, so the wall clock is re-read at least once per tick.
+async fn schedule(broker: Arc<Broker>, tick: std::time::Duration) {
+    loop {
+        let now = broker.now();
+        let wait = broker
+            .next_deadline()
+            .map_or(tick, |d| d.duration_since(now).unwrap_or_default())
+            .min(tick);
+        tokio::time::sleep(wait).await;
+        broker.tick().await;
+    }
 }
 
 async fn check_peer(policy: &PeerPolicy, peer: Peer, req: Request, next: Next) -> Response {

@@ -34,6 +34,18 @@ pub enum BrokerError {
     Unsupported { identity: String, what: String },
     #[error("cluster `{cluster}`: {source}")]
     Arm { cluster: String, source: ArmError },
+    #[error("{what}: waiting until {} before asking again (last error: {last})", crate::clock::rfc3339(*retry_at))]
+    Backoff {
+        what: String,
+        retry_at: std::time::SystemTime,
+        last: String,
+    },
+    #[error("identity `{identity}` used its {per_hour} password attempts of the last hour; the next is allowed at {}", crate::clock::rfc3339(*next))]
+    Budget {
+        identity: String,
+        per_hour: u32,
+        next: std::time::SystemTime,
+    },
     #[error("cluster `{cluster}`: {message}")]
     Discovery {
         cluster: String,
@@ -61,7 +73,17 @@ impl BrokerError {
         match self {
             BrokerError::SignIn { source, .. } => source.class() == ErrorClass::Transient,
             BrokerError::Arm { source, .. } => source.is_transient(),
+            BrokerError::Backoff { .. } => true,
             _ => false,
+        }
+    }
+
+    /// How long upstream asked to be left alone.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            BrokerError::SignIn { source, .. } => source.retry_after(),
+            BrokerError::Arm { source, .. } => source.retry_after(),
+            _ => None,
         }
     }
 
@@ -119,6 +141,25 @@ impl BrokerError {
             BrokerError::Arm { source, .. } => (
                 if source.is_transient() { 503 } else { 502 },
                 api_error("discovery_failed", message, source.hint().to_string()),
+            ),
+            BrokerError::Backoff { .. } => (
+                503,
+                api_error(
+                    "upstream_unavailable",
+                    message,
+                    "nothing to do: akscredd retries by itself; `akscred status` shows progress"
+                        .into(),
+                ),
+            ),
+            BrokerError::Budget { identity, .. } => (
+                429,
+                api_error(
+                    "password_budget",
+                    message,
+                    format!(
+                        "the budget protects the account from lockout; if the cause is fixed, `akscred retry {identity}` tries once now"
+                    ),
+                ),
             ),
             BrokerError::Discovery { hint, .. } => {
                 (502, api_error("discovery_failed", message, hint.clone()))

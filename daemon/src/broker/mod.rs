@@ -7,6 +7,7 @@
 //! single-flight: however many requests find the token stale, one upstream
 //! call is made and the others wait for its result.
 
+mod backoff;
 mod error;
 mod identity;
 mod target;
@@ -28,9 +29,10 @@ use crate::entra::token::{Endpoint, Grant, TokenRequest};
 use crate::entra::{EntraClient, EntraError};
 use crate::secret::Secret;
 
+use backoff::Backoff;
 pub use error::BrokerError;
 pub use identity::Attention;
-use identity::IdentityState;
+use identity::{IdentityState, fingerprint};
 pub use target::ClusterTarget;
 pub use token::{ExecApi, Policy, Token};
 
@@ -49,7 +51,7 @@ pub struct TokenSlot {
     /// Held while a token is being fetched for this key.
     fetch: tokio::sync::Mutex<()>,
     current: RwLock<Option<Arc<Token>>>,
-    last_error: Mutex<Option<(String, String)>>,
+    backoff: Mutex<Backoff>,
 }
 
 impl TokenSlot {
@@ -62,19 +64,25 @@ impl TokenSlot {
 
     fn set(&self, token: Arc<Token>) {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(token);
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.backoff().succeed();
     }
 
-    fn set_error(&self, e: &BrokerError) {
-        let api = e.to_api().1;
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some((api.message, api.hint));
+    fn backoff(&self) -> std::sync::MutexGuard<'_, Backoff> {
+        self.backoff.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn last_error(&self) -> Option<(String, String)> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.backoff().last_error.clone()
+    }
+
+    /// When the scheduler should next look at this slot.
+    fn deadline(&self) -> Option<SystemTime> {
+        let retry = self.backoff().scheduled();
+        match (self.current(), retry) {
+            (_, Some(at)) => Some(at),
+            (Some(t), None) => Some(t.refresh_at),
+            (None, None) => None,
+        }
     }
 }
 
@@ -168,7 +176,7 @@ impl Broker {
                     endpoint,
                     fetch: tokio::sync::Mutex::new(()),
                     current: RwLock::new(None),
-                    last_error: Mutex::new(None),
+                    backoff: Mutex::new(Backoff::default()),
                 })
             })
             .clone()
@@ -196,14 +204,26 @@ impl Broker {
         if let Some(t) = cs.target() {
             return Ok(t);
         }
+        let now = self.now();
+        if let Some(retry_at) = cs.wait_until(now) {
+            let (last, _) = cs.last_error().unwrap_or_default();
+            return Err(BrokerError::Backoff {
+                what: format!("discovery of cluster {}", cs.cfg.name),
+                retry_at,
+                last,
+            });
+        }
         match target::discover(self, &cs.cfg).await {
             Ok(t) => {
                 let t = Arc::new(t);
                 cs.set_target(t.clone());
                 Ok(t)
             }
+            // A blocked identity is not a discovery failure: retrying it
+            // is the operator's call, and status says so already.
+            Err(e @ BrokerError::NeedsAttention { .. }) => Err(e),
             Err(e) => {
-                cs.set_error(&e);
+                cs.set_error(&e, now);
                 Err(e)
             }
         }
@@ -225,6 +245,19 @@ impl Broker {
         {
             return Ok(t.clone());
         }
+        if let Some(retry_at) = slot.backoff().wait_until(now) {
+            // Upstream asked for quiet (or keeps failing): serve what is
+            // still valid, and do not add load while it recovers.
+            if let Some(t) = held.filter(|t| t.is_valid(now)) {
+                return Ok(t);
+            }
+            let (message, _) = slot.backoff().last_error.clone().unwrap_or_default();
+            return Err(BrokerError::Backoff {
+                what: format!("token for {}", slot.key.resource),
+                retry_at,
+                last: message,
+            });
+        }
         match self.fetch(slot).await {
             Ok(t) => Ok(t),
             // Upstream trouble must not break kubectl while the token we
@@ -245,11 +278,21 @@ impl Broker {
         force: bool,
     ) -> Result<Arc<Token>, BrokerError> {
         let _fetching = slot.fetch.lock().await;
-        if !force
-            && let Some(t) = slot.current()
-            && t.refresh_at > self.now()
-        {
-            return Ok(t);
+        let now = self.now();
+        if !force {
+            if let Some(t) = slot.current()
+                && t.refresh_at > now
+            {
+                return Ok(t);
+            }
+            if let Some(retry_at) = slot.backoff().wait_until(now) {
+                let (message, _) = slot.backoff().last_error.clone().unwrap_or_default();
+                return Err(BrokerError::Backoff {
+                    what: format!("token for {}", slot.key.resource),
+                    retry_at,
+                    last: message,
+                });
+            }
         }
         self.fetch(slot).await
     }
@@ -258,9 +301,17 @@ impl Broker {
     /// The caller holds `slot.fetch`.
     async fn fetch(&self, slot: &Arc<TokenSlot>) -> Result<Arc<Token>, BrokerError> {
         let result = self.fetch_inner(slot).await;
-        match &result {
-            Ok(_) => {}
-            Err(e) => slot.set_error(e),
+        if let Err(e) = &result {
+            let api = e.to_api().1;
+            if e.is_transient() {
+                let at = slot
+                    .backoff()
+                    .fail(self.now(), e.retry_after(), (api.message, api.hint));
+                warn!(identity = %slot.key.identity, resource = %slot.key.resource, error = %e, retry_at = %rfc3339(at), "transient failure; backing off");
+            } else {
+                let recheck = self.now() + self.config.daemon.tick;
+                slot.backoff().park(recheck, (api.message, api.hint));
+            }
         }
         result
     }
@@ -297,7 +348,7 @@ impl Broker {
                             source: e,
                         });
                     }
-                    ErrorClass::Permanent => return Err(self.block(&id, e)),
+                    ErrorClass::Permanent => return Err(self.block(&id, e, None)),
                 },
             }
         }
@@ -310,11 +361,9 @@ impl Broker {
         id: &Arc<IdentityState>,
     ) -> Result<Arc<Token>, BrokerError> {
         let _one_at_a_time = id.signin.lock().await;
+        let mut password = None;
         if let Some(a) = id.attention() {
-            return Err(BrokerError::NeedsAttention {
-                identity: id.cfg.name.clone(),
-                attention: a,
-            });
+            password = Some(self.unblocked_by_new_secret(id, a).await?);
         }
         let realm = match id.realm() {
             Some(r) => r,
@@ -343,15 +392,20 @@ impl Broker {
                 ),
             });
         }
-        let password = id
-            .cfg
-            .password
-            .read()
-            .await
-            .map_err(|source| BrokerError::Secret {
+        let password = match password {
+            Some(p) => p,
+            None => self.read_secret(id).await?,
+        };
+        let now = self.now();
+        if let Err(next) = id.take_budget(now, self.config.daemon.password_attempts_per_hour) {
+            warn!(identity = %id.cfg.name, next = %rfc3339(next), "password budget used up; not signing in");
+            return Err(BrokerError::Budget {
                 identity: id.cfg.name.clone(),
-                source,
-            })?;
+                per_hour: self.config.daemon.password_attempts_per_hour,
+                next,
+            });
+        }
+        let refused = fingerprint(&password);
         let req = self.request(
             slot,
             Grant::Password {
@@ -359,9 +413,8 @@ impl Broker {
                 password,
             },
         );
-        id.count_password_grant();
         info!(identity = %id.cfg.name, resource = %slot.key.resource, "signing in with the password");
-        match self.entra.token(&id.cfg.cloud, &req, self.now()).await {
+        match self.entra.token(&id.cfg.cloud, &req, now).await {
             Ok(grant) => Ok(self.store(slot, id, grant)),
             Err(e) if e.class() == ErrorClass::Transient => {
                 let err = BrokerError::SignIn {
@@ -374,11 +427,56 @@ impl Broker {
             }
             // Anything else from a password grant stops all password use:
             // when in doubt, do not risk the account.
-            Err(e) => Err(self.block(id, e)),
+            Err(e) => Err(self.block(id, e, Some(refused))),
         }
     }
 
-    fn block(&self, id: &IdentityState, e: EntraError) -> BrokerError {
+    async fn read_secret(&self, id: &IdentityState) -> Result<Secret, BrokerError> {
+        id.cfg
+            .password
+            .read()
+            .await
+            .map_err(|source| BrokerError::Secret {
+                identity: id.cfg.name.clone(),
+                source,
+            })
+    }
+
+    /// A blocked identity stays blocked until the operator says otherwise
+    /// or its secret source holds a different password than the one that
+    /// was refused. The source is re-read at most once per tick.
+    async fn unblocked_by_new_secret(
+        &self,
+        id: &IdentityState,
+        attention: Attention,
+    ) -> Result<Secret, BrokerError> {
+        let blocked = || BrokerError::NeedsAttention {
+            identity: id.cfg.name.clone(),
+            attention: attention.clone(),
+        };
+        let Some(refused) = &attention.refused else {
+            return Err(blocked());
+        };
+        if !id.secret_check_due(self.now(), self.config.daemon.tick) {
+            return Err(blocked());
+        }
+        let Ok(password) = id.cfg.password.read().await else {
+            return Err(blocked());
+        };
+        if fingerprint(&password) == *refused {
+            return Err(blocked());
+        }
+        info!(identity = %id.cfg.name, "the password source changed; trying the new password once");
+        id.clear_attention();
+        Ok(password)
+    }
+
+    fn block(
+        &self,
+        id: &IdentityState,
+        e: EntraError,
+        refused: Option<identity::Fingerprint>,
+    ) -> BrokerError {
         let attention = Attention {
             code: e.code(),
             message: match (&e, e.code()) {
@@ -390,6 +488,7 @@ impl Broker {
             },
             hint: error::hint_for(e.hint(), &id.cfg.name),
             since: self.now(),
+            refused,
         };
         warn!(identity = %id.cfg.name, code = ?attention.code, reason = %attention.message, "identity needs attention; no further password attempts");
         id.record_error(attention.message.clone(), attention.hint.clone());
@@ -457,11 +556,26 @@ impl Broker {
         }
     }
 
-    /// Refreshes every token whose refresh time has passed on the wall
-    /// clock. Called on each tick, so a machine that wakes from suspend
-    /// refreshes within one tick.
-    pub fn refresh_due(self: &Arc<Self>) {
+    /// The earliest wall-clock instant at which [`Broker::tick`] has work:
+    /// a planned refresh, or the end of a backoff.
+    pub fn next_deadline(&self) -> Option<SystemTime> {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let tokens = slots.values().filter_map(|s| s.deadline());
+        let clusters = self
+            .clusters
+            .values()
+            .filter(|c| c.target().is_none())
+            .filter_map(|c| c.retry_at());
+        tokens.chain(clusters).min()
+    }
+
+    /// Does what is due on the wall clock now: refreshes tokens past their
+    /// refresh time, retries what backed off, and discovers clusters that
+    /// failed before. Returns when all of it has finished, so the caller
+    /// (the scheduler loop, or a test) knows the state is settled.
+    pub async fn tick(self: &Arc<Self>) {
         let now = self.now();
+        let mut work = tokio::task::JoinSet::new();
         let slots: Vec<Arc<TokenSlot>> = self
             .slots
             .lock()
@@ -470,16 +584,25 @@ impl Broker {
             .cloned()
             .collect();
         for slot in slots {
-            let due = slot.current().is_some_and(|t| t.refresh_at <= now);
-            if due {
+            if slot.deadline().is_some_and(|d| d <= now) {
                 let broker = self.clone();
-                tokio::spawn(async move {
+                work.spawn(async move {
                     if let Err(e) = broker.refresh_slot(&slot, false).await {
                         warn!(identity = %slot.key.identity, resource = %slot.key.resource, error = %e, "scheduled refresh failed");
                     }
                 });
             }
         }
+        for cs in self.clusters.values() {
+            if cs.target().is_none() && cs.retry_at().is_none_or(|at| at <= now) {
+                let broker = self.clone();
+                let name = cs.cfg.name.clone();
+                work.spawn(async move {
+                    let _ = broker.credential(&name).await;
+                });
+            }
+        }
+        while work.join_next().await.is_some() {}
     }
 
     /// `POST /v1/clusters/{name}/refresh`.
@@ -492,9 +615,20 @@ impl Broker {
     /// fixed. Clears the block and tries once for each of its clusters.
     pub async fn retry_identity(self: &Arc<Self>, name: &str) -> Result<bool, BrokerError> {
         let id = self.identity(name)?;
-        let was_blocked = id.clear_attention();
+        let was_blocked = id.operator_retry();
         for cs in self.clusters.values().filter(|c| c.cfg.identity == name) {
             cs.clear_error();
+        }
+        let slots: Vec<Arc<TokenSlot>> = self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|s| s.key.identity == name)
+            .cloned()
+            .collect();
+        for slot in slots {
+            slot.backoff().succeed();
         }
         info!(identity = %name, was_blocked, "retry requested");
         let names: Vec<String> = self

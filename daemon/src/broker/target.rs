@@ -2,6 +2,9 @@
 //! the user already has, or from the config itself.
 
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use super::backoff::Backoff;
 
 use super::{Broker, BrokerError, TokenKey, TokenSlot};
 use crate::aks::kubeconfig::{
@@ -23,7 +26,7 @@ pub struct ClusterState {
     /// Held while discovering, so concurrent first requests make one ARM call.
     pub discover: tokio::sync::Mutex<()>,
     target: Mutex<Option<Arc<ClusterTarget>>>,
-    last_error: Mutex<Option<(String, String)>>,
+    backoff: Mutex<Backoff>,
 }
 
 impl ClusterState {
@@ -32,7 +35,7 @@ impl ClusterState {
             cfg,
             discover: tokio::sync::Mutex::new(()),
             target: Mutex::new(None),
-            last_error: Mutex::new(None),
+            backoff: Mutex::new(Backoff::default()),
         }
     }
 
@@ -48,20 +51,34 @@ impl ClusterState {
         self.clear_error();
     }
 
-    pub fn set_error(&self, e: &BrokerError) {
+    fn backoff(&self) -> std::sync::MutexGuard<'_, Backoff> {
+        self.backoff.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a failed discovery. Every failure backs off (not only
+    /// transient ones): a broken kubeconfig or an ARM refusal is not fixed
+    /// by asking again on every kubectl command.
+    pub fn set_error(&self, e: &BrokerError, now: SystemTime) {
         let api = e.to_api().1;
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some((api.message, api.hint));
+        let retry_after = e.retry_after();
+        self.backoff()
+            .fail(now, retry_after, (api.message, api.hint));
     }
 
     pub fn clear_error(&self) {
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.backoff().succeed();
     }
 
     pub fn last_error(&self) -> Option<(String, String)> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.backoff().last_error.clone()
+    }
+
+    pub fn retry_at(&self) -> Option<SystemTime> {
+        self.backoff().next_attempt()
+    }
+
+    pub fn wait_until(&self, now: SystemTime) -> Option<SystemTime> {
+        self.backoff().wait_until(now)
     }
 }
 

@@ -1,0 +1,402 @@
+//! `akscred status` as a table a person reads at a glance.
+//!
+//! Rendering is a pure function of the daemon's answer and `now` (unix
+//! seconds), so tests pin the output byte for byte.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use akscred_proto::{ApiError, Status};
+
+const CLUSTER_HEADER: [&str; 6] = [
+    "CLUSTER",
+    "IDENTITY",
+    "STATE",
+    "VALID FOR",
+    "NEXT REFRESH",
+    "LAST ERROR",
+];
+const IDENTITY_HEADER: [&str; 4] = ["IDENTITY", "USERNAME", "STATE", "LAST ERROR"];
+const NONE: &str = "-";
+
+pub fn render(status: &Status, now: i64) -> String {
+    let mut out = String::with_capacity(256);
+    if status.clusters.is_empty() {
+        out.push_str("no clusters configured\n");
+    } else {
+        let rows: Vec<Row<6>> = status
+            .clusters
+            .iter()
+            .map(|c| {
+                let valid_for = c.token_valid_for_secs.or_else(|| {
+                    c.token_expires
+                        .as_deref()
+                        .and_then(parse_rfc3339)
+                        .map(|t| t - now)
+                });
+                let (error, hint) = error_cells(c.last_error.as_ref());
+                Row {
+                    cells: [
+                        clean(&c.name),
+                        clean(&c.identity),
+                        clean(&c.state),
+                        valid_for.map_or(NONE.into(), |s| format_valid_for(s).into()),
+                        c.next_refresh
+                            .as_deref()
+                            .map_or(NONE.into(), |t| format_next_refresh(t, now)),
+                        error,
+                    ],
+                    hint,
+                }
+            })
+            .collect();
+        table(&mut out, &CLUSTER_HEADER, &rows);
+    }
+    out.push('\n');
+    if status.identities.is_empty() {
+        out.push_str("no identities configured\n");
+    } else {
+        let rows: Vec<Row<4>> = status
+            .identities
+            .iter()
+            .map(|i| {
+                let (error, hint) = error_cells(i.last_error.as_ref());
+                Row {
+                    cells: [clean(&i.name), clean(&i.username), clean(&i.state), error],
+                    hint,
+                }
+            })
+            .collect();
+        table(&mut out, &IDENTITY_HEADER, &rows);
+    }
+    out
+}
+
+struct Row<'a, const N: usize> {
+    cells: [Cow<'a, str>; N],
+    /// Printed on its own line, under the last column.
+    hint: Option<Cow<'a, str>>,
+}
+
+fn error_cells(error: Option<&ApiError>) -> (Cow<'_, str>, Option<Cow<'_, str>>) {
+    match error {
+        Some(e) => (
+            clean(&e.message),
+            Some(&e.hint).filter(|h| !h.is_empty()).map(|h| clean(h)),
+        ),
+        None => (NONE.into(), None),
+    }
+}
+
+/// Columns two spaces apart; the last one unpadded so no line ends in
+/// blanks.
+fn table<const N: usize>(out: &mut String, header: &[&str; N], rows: &[Row<'_, N>]) {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(&row.cells) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let last_column_at: usize = widths[..N - 1].iter().map(|w| w + 2).sum();
+    push_line(out, &widths, header.iter().copied());
+    for row in rows {
+        push_line(out, &widths, row.cells.iter().map(|c| c.as_ref()));
+        if let Some(hint) = &row.hint {
+            out.extend(std::iter::repeat_n(' ', last_column_at));
+            out.push_str("hint: ");
+            out.push_str(hint);
+            out.push('\n');
+        }
+    }
+}
+
+fn push_line<'a, const N: usize>(
+    out: &mut String,
+    widths: &[usize; N],
+    cells: impl Iterator<Item = &'a str>,
+) {
+    for (i, cell) in cells.enumerate() {
+        out.push_str(cell);
+        if i + 1 < N {
+            let pad = widths[i] - cell.chars().count() + 2;
+            out.extend(std::iter::repeat_n(' ', pad));
+        }
+    }
+    out.push('\n');
+}
+
+/// Text from the daemon may quote upstream services (AADSTS descriptions);
+/// control characters must not reach the terminal, and a line break would
+/// tear the table.
+pub fn clean(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.chars()
+            .map(|c| match c {
+                '\n' | '\r' | '\t' => ' ',
+                c if c.is_control() => '\u{fffd}',
+                c => c,
+            })
+            .collect(),
+    )
+}
+
+/// How long a token stays valid: `expired` once it is not.
+pub fn format_valid_for(secs: i64) -> String {
+    if secs <= 0 {
+        "expired".to_owned()
+    } else {
+        format_duration(secs)
+    }
+}
+
+fn format_next_refresh(at: &str, now: i64) -> Cow<'static, str> {
+    match parse_rfc3339(at) {
+        Some(t) if t > now => format!("in {}", format_duration(t - now)).into(),
+        Some(_) => "due".into(),
+        // Better the daemon's own words than nothing.
+        None => clean(at).into_owned().into(),
+    }
+}
+
+/// Two units at most, rounded down, so a glance never overstates what is
+/// left: `45s`, `54m`, `1h02m`, `2d03h`.
+pub fn format_duration(secs: i64) -> String {
+    let secs = secs.max(0);
+    let (d, h, m) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60);
+    let mut s = String::with_capacity(8);
+    // Writing to a String cannot fail.
+    let _ = match secs {
+        0..60 => write!(s, "{secs}s"),
+        60..3600 => write!(s, "{m}m"),
+        3600..86_400 => write!(s, "{h}h{m:02}m"),
+        _ => write!(s, "{d}d{h:02}h"),
+    };
+    s
+}
+
+/// RFC 3339 date-time to unix seconds (fraction dropped). Hand-written
+/// because it is the only date arithmetic the client needs, and a date crate
+/// would dwarf the rest of the binary.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |at: usize, len: usize| -> Option<i64> {
+        let digits = b.get(at..at + len)?;
+        digits.iter().try_fold(0i64, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+        })
+    };
+    let sep = |at: usize, allowed: &[u8]| b.get(at).is_some_and(|c| allowed.contains(c));
+    if !(sep(4, b"-") && sep(7, b"-") && sep(10, b"Tt ") && sep(13, b":") && sep(16, b":")) {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    let mut i = 19;
+    if b.get(i) == Some(&b'.') {
+        let digits = b[i + 1..].iter().take_while(|d| d.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        i += 1 + digits;
+    }
+    let offset = match b.get(i)? {
+        b'Z' | b'z' if b.len() == i + 1 => 0,
+        sign @ (b'+' | b'-') if b.len() == i + 6 && b[i + 3] == b':' => {
+            let (oh, om) = (num(i + 1, 2)?, num(i + 4, 2)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let o = oh * 3600 + om * 60;
+            if *sign == b'-' { -o } else { o }
+        }
+        _ => return None,
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > month_days[(month - 1) as usize]
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use akscred_proto::{ClusterStatus, IdentityStatus};
+
+    /// 2025-11-29T12:00:00Z
+    const NOW: i64 = 1_764_417_600;
+
+    fn cluster(name: &str, identity: &str, state: &str) -> ClusterStatus {
+        ClusterStatus {
+            name: name.into(),
+            identity: identity.into(),
+            state: state.into(),
+            server: None,
+            token_expires: None,
+            token_valid_for_secs: None,
+            next_refresh: None,
+            last_refresh: None,
+            last_error: None,
+        }
+    }
+
+    fn identity(name: &str, username: &str, state: &str) -> IdentityStatus {
+        IdentityStatus {
+            name: name.into(),
+            username: username.into(),
+            state: state.into(),
+            last_sign_in: None,
+            last_error: None,
+        }
+    }
+
+    fn api_error(message: &str, hint: &str) -> Option<ApiError> {
+        Some(ApiError {
+            code: "x".into(),
+            message: message.into(),
+            hint: hint.into(),
+        })
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(format_duration(0), "0s");
+        assert_eq!(format_duration(59), "59s");
+        assert_eq!(format_duration(60), "1m");
+        assert_eq!(format_duration(54 * 60 + 59), "54m");
+        assert_eq!(format_duration(3600), "1h00m");
+        assert_eq!(format_duration(3720), "1h02m");
+        assert_eq!(format_duration(86_399), "23h59m");
+        assert_eq!(format_duration(86_400 * 2 + 3 * 3600 + 59), "2d03h");
+        assert_eq!(format_valid_for(0), "expired");
+        assert_eq!(format_valid_for(-5), "expired");
+        assert_eq!(format_valid_for(3240), "54m");
+    }
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2025-11-29T12:00:00Z"), Some(NOW));
+        assert_eq!(parse_rfc3339("2025-11-29t12:00:00.123456789z"), Some(NOW));
+        assert_eq!(parse_rfc3339("2025-11-29 13:30:00+01:30"), Some(NOW));
+        assert_eq!(parse_rfc3339("2025-11-29T10:00:00-02:00"), Some(NOW));
+        assert_eq!(parse_rfc3339("2024-02-29T00:00:00Z"), Some(1_709_164_800));
+        assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), Some(-1));
+        for bad in [
+            "",
+            "2025-11-29",
+            "2025-11-29T12:00:00",
+            "2025-11-29T12:00:00.Z",
+            "2025-11-29T12:00:00+0100",
+            "2025-02-29T00:00:00Z",
+            "2025-13-01T00:00:00Z",
+            "2025-11-29T24:00:00Z",
+            "2025-11-29T12:00:00Zjunk",
+            "2025-11-29T12:00:00+25:00",
+            "+025-11-29T12:00:00Z",
+            "2025-11-29T12:00:0éZ",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn table_golden() {
+        let mut prod = cluster("prod", "alice", "ready");
+        prod.token_valid_for_secs = Some(54 * 60 + 10);
+        prod.next_refresh = Some("2025-11-29T12:38:00Z".into());
+        let mut staging = cluster("staging-westeurope", "alice", "ready");
+        // No seconds from the daemon: computed from the expiry.
+        staging.token_expires = Some("2025-11-29T13:02:30Z".into());
+        staging.next_refresh = Some("2025-11-29T11:59:00Z".into());
+        let mut lab = cluster("lab", "bob", "needs_attention");
+        lab.token_valid_for_secs = Some(-30);
+        lab.last_error = api_error(
+            "AADSTS50126: invalid username or password",
+            "fix bob's password, then run `akscred retry bob`",
+        );
+        let mut new = cluster("new", "carol", "pending");
+        new.last_error = api_error("ARM answered 503\nService Unavailable", "");
+
+        let mut bob = identity("bob", "bob@contoso.com", "needs_attention");
+        bob.last_error = lab.last_error.clone();
+        let status = Status {
+            identities: vec![
+                identity("alice", "alice@contoso.com", "ok"),
+                bob,
+                identity("carol", "carol@fabrikam.com", "signing_in"),
+            ],
+            clusters: vec![prod, staging, lab, new],
+        };
+        let expected = "\
+CLUSTER             IDENTITY  STATE            VALID FOR  NEXT REFRESH  LAST ERROR
+prod                alice     ready            54m        in 38m        -
+staging-westeurope  alice     ready            1h02m      due           -
+lab                 bob       needs_attention  expired    -             AADSTS50126: invalid username or password
+                                                                        hint: fix bob's password, then run `akscred retry bob`
+new                 carol     pending          -          -             ARM answered 503 Service Unavailable
+
+IDENTITY  USERNAME            STATE            LAST ERROR
+alice     alice@contoso.com   ok               -
+bob       bob@contoso.com     needs_attention  AADSTS50126: invalid username or password
+                                               hint: fix bob's password, then run `akscred retry bob`
+carol     carol@fabrikam.com  signing_in       -
+";
+        assert_eq!(render(&status, NOW), expected);
+    }
+
+    #[test]
+    fn table_of_nothing() {
+        assert_eq!(
+            render(&Status::default(), NOW),
+            "no clusters configured\n\nno identities configured\n"
+        );
+    }
+
+    #[test]
+    fn unreadable_next_refresh_is_shown_as_sent() {
+        let mut c = cluster("c", "i", "ready");
+        c.next_refresh = Some("soon\x1b[31m".into());
+        let status = Status {
+            identities: vec![],
+            clusters: vec![c],
+        };
+        let out = render(&status, NOW);
+        assert!(out.contains("soon\u{fffd}[31m"), "{out}");
+        assert!(!out.contains('\x1b'));
+    }
+}
