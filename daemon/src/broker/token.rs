@@ -62,9 +62,13 @@ impl Token {
         let latest = expires_on
             .checked_sub(policy.refresh_before)
             .unwrap_or(obtained);
-        // Never later than `expires_on - refresh_before`, but a token shorter
-        // than `refresh_before` must still be used for half its life.
-        let refresh_at = proactive.min(latest).max(obtained + lifetime / 2);
+        // Never later than `expires_on - refresh_before`; a token shorter
+        // than `refresh_before` is used for half its life instead.
+        let refresh_at = if latest > obtained {
+            proactive.min(latest)
+        } else {
+            obtained + lifetime / 2
+        };
         // Short-lived tokens (tests use 60 s) would otherwise be "almost
         // expired" from the moment they arrive.
         let min_remaining = policy.min_remaining.min(lifetime / 4);
@@ -208,6 +212,54 @@ mod tests {
             serde_json::from_str(t.exec_credential(ExecApi::V1Beta1)).unwrap();
         assert_eq!(b["apiVersion"], EXEC_API_V1BETA1);
         assert!(!format!("{t:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn planned_refresh_is_after_issue_and_before_the_deadline() {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        for _ in 0..20_000 {
+            let start = at(rng.random_range(0..10_000_000));
+            let lifetime = Duration::from_millis(rng.random_range(1_000..172_800_000));
+            let policy = Policy {
+                refresh_before: Duration::from_millis(rng.random_range(0..7_200_000)),
+                min_remaining: Duration::from_millis(rng.random_range(0..600_000)),
+            };
+            let t = Token::new(
+                Secret::new("t"),
+                start,
+                start + lifetime,
+                policy,
+                rng.random(),
+            );
+            assert!(t.refresh_at > start, "{t:?} {lifetime:?} {policy:?}");
+            assert!(t.refresh_at < t.expires_on, "{t:?}");
+            if policy.refresh_before < lifetime {
+                assert!(
+                    t.refresh_at <= t.expires_on - policy.refresh_before,
+                    "{t:?} {lifetime:?} {policy:?}"
+                );
+            }
+            assert!(
+                t.exec_expiry < t.expires_on && t.exec_expiry >= start,
+                "{t:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn tokens_issued_together_are_refreshed_spread_out() {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        let mut per_second = std::collections::HashMap::<u64, usize>::new();
+        for _ in 0..500 {
+            let t = Token::new(Secret::new("t"), at(0), at(3600), POLICY, rng.random());
+            let second = t.refresh_at.duration_since(at(0)).unwrap().as_secs();
+            *per_second.entry(second).or_default() += 1;
+        }
+        let busiest = per_second.values().max().copied().unwrap_or(0);
+        // 5 % of 500.
+        assert!(busiest <= 25, "{busiest} refreshes in one second");
     }
 
     #[test]
