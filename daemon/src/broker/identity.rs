@@ -58,7 +58,7 @@ pub struct Attention {
     pub refused: Option<Fingerprint>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Inner {
     /// `None` until discovered; `Some(None)` when the realm endpoint said 404.
     realm: Option<Option<UserRealm>>,
@@ -95,6 +95,14 @@ impl IdentityState {
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic elsewhere must not take the lockout guard down with it.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes over what `old` learned (after a reload with the same
+    /// identity settings): above all its block and its budget, so a reload
+    /// is never a way around the lockout guard.
+    pub fn adopt(&self, old: &IdentityState) {
+        let copy = old.inner().clone();
+        *self.inner() = copy;
     }
 
     pub fn attention(&self) -> Option<Attention> {

@@ -130,6 +130,52 @@ impl Broker {
         }
     }
 
+    /// Takes over the state of `old` (the broker of the previous config)
+    /// wherever the settings it depends on did not change: identity blocks,
+    /// budgets and realms, refresh tokens, access tokens and discovered
+    /// clusters. A reload therefore costs no sign-in and never clears a
+    /// `needs_attention`.
+    pub fn adopt(&self, old: &Broker) {
+        let unchanged: Vec<&String> = self
+            .identities
+            .iter()
+            .filter(|(name, id)| old.identities.get(*name).is_some_and(|o| o.cfg == id.cfg))
+            .map(|(name, _)| name)
+            .collect();
+        for name in &unchanged {
+            if let (Some(new), Some(old)) = (self.identities.get(*name), old.identities.get(*name))
+            {
+                new.adopt(old);
+            }
+        }
+        let keep = |identity: &String| unchanged.contains(&identity);
+        {
+            let old_rts = old.refresh_tokens.lock().unwrap_or_else(|p| p.into_inner());
+            let mut rts = self
+                .refresh_tokens
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for (k, v) in old_rts.iter().filter(|(k, _)| keep(&k.0)) {
+                rts.insert(k.clone(), v.clone());
+            }
+        }
+        {
+            let old_slots = old.slots.lock().unwrap_or_else(|p| p.into_inner());
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            for (k, v) in old_slots.iter().filter(|(k, _)| keep(&k.identity)) {
+                slots.insert(k.clone(), v.clone());
+            }
+        }
+        for (name, cs) in &self.clusters {
+            if let Some(old_cs) = old.clusters.get(name)
+                && old_cs.cfg == cs.cfg
+                && keep(&cs.cfg.identity)
+            {
+                cs.adopt(old_cs);
+            }
+        }
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }

@@ -46,6 +46,13 @@ impl ClusterState {
             .clone()
     }
 
+    /// After a reload: keep the discovered target of an unchanged cluster.
+    pub fn adopt(&self, old: &ClusterState) {
+        if let Some(t) = old.target() {
+            *self.target.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
+        }
+    }
+
     pub fn set_target(&self, t: Arc<ClusterTarget>) {
         *self.target.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
         self.clear_error();
