@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use akscred_tests::scenario::standard;
 use akscred_tests::{Emulator, Scenario};
@@ -58,7 +58,12 @@ const ALICE: Identity = Identity {
 
 /// A config for `clusters` (emulator names) of `identity`, with the
 /// emulator as a custom cloud and its CA as the extra trust anchor.
-fn write_config(emu: &Emulator, dir: &Path, identities: &[(&Identity, &[String])]) -> PathBuf {
+fn write_config(
+    emu: &Emulator,
+    dir: &Path,
+    identities: &[(&Identity, &[String])],
+    extra: &str,
+) -> PathBuf {
     std::fs::write(dir.join("ca.pem"), emu.ca_pem()).unwrap();
     let mut cfg = format!(
         "[daemon]\nsocket = \"{}\"\nca_file = \"ca.pem\"\ntick = \"1s\"\n\n[clouds.emulator]\nlogin_endpoint = \"{}\"\narm_endpoint = \"{}\"\narm_resource = \"https://management.core.windows.net/\"\n",
@@ -85,14 +90,20 @@ fn write_config(emu: &Emulator, dir: &Path, identities: &[(&Identity, &[String])
             ));
         }
     }
+    cfg.push_str(extra);
     let path = dir.join("config.toml");
     std::fs::write(&path, cfg).unwrap();
     path
 }
 
 fn start_daemon(emu: &Emulator, identities: &[(&Identity, &[String])]) -> Daemon {
+    start_daemon_with(emu, identities, "")
+}
+
+/// `extra` is appended to the config (more cluster tables, say).
+fn start_daemon_with(emu: &Emulator, identities: &[(&Identity, &[String])], extra: &str) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(emu, dir.path(), identities);
+    let config = write_config(emu, dir.path(), identities, extra);
     let check = Command::new(bin("akscredd"))
         .args(["check-config", "--config"])
         .arg(&config)
@@ -380,4 +391,84 @@ async fn fifty_managed_clusters_cost_one_api_server_token() {
         "{counters:?}"
     );
     assert_eq!(counters.arm_requests(), 50, "{counters:?}");
+}
+
+/// Five minutes of 60-second tokens through the real daemon: every answer
+/// of `akscred token` is accepted by the API server, refresh tokens carry
+/// it, and the password is sent once. `AKSCRED_SOAK_SECS` shortens it for
+/// local runs; CI runs the full five minutes.
+#[tokio::test(flavor = "multi_thread")]
+async fn sixty_second_tokens_stay_valid_for_five_minutes() {
+    let secs: u64 = std::env::var("AKSCRED_SOAK_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let mut scenario = Scenario::standard();
+    scenario.token_lifetime = Duration::from_secs(60);
+    let emu = Emulator::start(scenario).await.unwrap();
+    // Imported from a kubeconfig: no ARM, so one client and one password.
+    let kdir = tempfile::tempdir().unwrap();
+    let imported = kdir.path().join("aks-one.yaml");
+    std::fs::write(&imported, emu.kubeconfig_for("aks-one", None).unwrap()).unwrap();
+    let extra = format!(
+        "\n[clusters.aks-one]\nidentity = \"alice\"\nkubeconfig = \"{}\"\n",
+        imported.display()
+    );
+    let d = start_daemon_with(&emu, &[(&ALICE, &[])], &extra);
+    let kc = d.kubeconfig();
+    let server = emu.cluster_server("aks-one").unwrap();
+    // The daemon's own HTTP client, trusting the emulator's CA.
+    let http = akscredd::http::build_client(Some(&d.dir.path().join("ca.pem"))).unwrap();
+
+    let start = Instant::now();
+    let mut checks = 0;
+    let mut tokens = std::collections::HashSet::new();
+    while start.elapsed() < Duration::from_secs(secs) {
+        let out = d.akscred(&["token", "aks-one"], None);
+        let body = ok(&out, "akscred token");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let token = v["status"]["token"].as_str().unwrap().to_string();
+        let expiry =
+            humantime::parse_rfc3339(v["status"]["expirationTimestamp"].as_str().unwrap()).unwrap();
+        assert!(
+            expiry > SystemTime::now(),
+            "an expired credential was handed out: {body}"
+        );
+        let answer = http
+            .get(format!("{server}/api/v1/namespaces"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.status(),
+            200,
+            "the API server refused a token akscred served"
+        );
+        tokens.insert(token);
+        if checks % 10 == 0 {
+            ok(
+                &kubectl(
+                    &kc,
+                    &["--context", "aks-one", "get", "namespaces", "-o", "name"],
+                ),
+                "kubectl",
+            );
+        }
+        checks += 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let c = emu.counters();
+    assert_eq!(c.password_attempts(standard::ALICE), 1, "{c:?}");
+    let refreshes = c.grants_of_type("refresh_token");
+    // A refresh at about half of each 60 s token's life.
+    assert!(
+        refreshes >= secs / 40,
+        "{refreshes} refreshes in {secs} s: {c:?}"
+    );
+    assert!(
+        tokens.len() as u64 >= secs / 40,
+        "{} distinct tokens",
+        tokens.len()
+    );
 }
