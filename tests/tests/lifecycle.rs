@@ -217,3 +217,65 @@ async fn a_wall_clock_jump_is_caught_within_one_tick() {
     assert!(now + slot_token.min_remaining < slot_token.expires_on);
     assert_eq!(s.passwords(), 2, "refresh tokens, not the password");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_refresh_token_falls_back_to_the_password_once() {
+    let s = setup(Scenario::standard(), 1, standard::PASSWORD).await;
+    let c = s.cluster(0);
+    s.broker.credential(&c).await.unwrap();
+    assert_eq!(s.passwords(), 2);
+    // Ninety days without use: every refresh token is refused (AADSTS700082).
+    s.emu.expire_refresh_tokens();
+    s.run(MIN, 60).await;
+    let t = s.broker.credential(&c).await.unwrap();
+    assert!(t.is_fresh(s.clock.now()));
+    // One new password grant for the AKS token (its refresh token died);
+    // the ARM token was not needed again.
+    assert_eq!(s.passwords(), 3);
+    // The new refresh token carries the next refresh.
+    s.run(MIN, 60).await;
+    s.broker.credential(&c).await.unwrap();
+    assert_eq!(s.passwords(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_after_is_honoured() {
+    let s = setup(Scenario::standard(), 1, standard::PASSWORD).await;
+    let c = s.cluster(0);
+    s.broker.credential(&c).await.unwrap();
+    // Refresh due at about 45 minutes; the endpoint answers 429 with
+    // Retry-After: 120 once, then recovers.
+    s.emu.fail_next(
+        FaultTarget::Token,
+        1,
+        Fault::TooManyRequests {
+            retry_after: Duration::from_secs(120),
+        },
+    );
+    let sent = || {
+        let c = s.emu.counters();
+        c.token_v1 + c.token_v2
+    };
+    let before = sent();
+    // Step until the planned refresh goes out (70-80 % of the hour).
+    let mut waited = Duration::ZERO;
+    while sent() == before {
+        assert!(waited < 50 * MIN, "no refresh within 50 minutes");
+        s.run(Duration::from_secs(1), 1).await;
+        waited += Duration::from_secs(1);
+    }
+    assert!(waited >= 42 * MIN, "refreshed too early: {waited:?}");
+    let after_429 = sent();
+    assert_eq!(
+        after_429 - before,
+        1,
+        "one refresh attempt, refused with 429"
+    );
+    // Nothing is sent for the next 119 seconds...
+    s.run(Duration::from_secs(1), 119).await;
+    assert_eq!(sent(), after_429);
+    // ...and the retry goes out once the 120 seconds have passed.
+    s.run(Duration::from_secs(1), 2).await;
+    assert_eq!(sent(), after_429 + 1);
+    assert_eq!(s.passwords(), 2);
+}

@@ -48,6 +48,10 @@ pub struct TokenKey {
 pub struct TokenSlot {
     pub key: TokenKey,
     pub endpoint: Endpoint,
+    /// Refreshed by the scheduler before it is due. The ARM token is not:
+    /// it is only needed to discover a cluster, and keeping it fresh would
+    /// cost a password sign-in each time its refresh token lapses.
+    proactive: bool,
     /// Held while a token is being fetched for this key.
     fetch: tokio::sync::Mutex<()>,
     current: RwLock<Option<Arc<Token>>>,
@@ -77,6 +81,10 @@ impl TokenSlot {
 
     /// When the scheduler should next look at this slot.
     fn deadline(&self) -> Option<SystemTime> {
+        if !self.proactive {
+            // Its failures are retried through the discovery that needs it.
+            return None;
+        }
         let retry = self.backoff().scheduled();
         match (self.current(), retry) {
             (_, Some(at)) => Some(at),
@@ -212,7 +220,12 @@ impl Broker {
             })
     }
 
-    pub(crate) fn slot(&self, key: TokenKey, endpoint: Endpoint) -> Arc<TokenSlot> {
+    pub(crate) fn slot(
+        &self,
+        key: TokenKey,
+        endpoint: Endpoint,
+        proactive: bool,
+    ) -> Arc<TokenSlot> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots
             .entry(key.clone())
@@ -220,6 +233,7 @@ impl Broker {
                 Arc::new(TokenSlot {
                     key,
                     endpoint,
+                    proactive,
                     fetch: tokio::sync::Mutex::new(()),
                     current: RwLock::new(None),
                     backoff: Mutex::new(Backoff::default()),
@@ -777,7 +791,8 @@ impl Broker {
             server: target.as_ref().map(|t| t.server.clone()),
             token_expires: token.as_ref().map(|t| rfc3339(t.expires_on)),
             token_valid_for_secs: token.as_ref().map(|t| t.remaining(now).as_secs() as i64),
-            next_refresh: token.as_ref().map(|t| rfc3339(t.refresh_at)),
+            // The planned refresh, or the retry while backing off.
+            next_refresh: target.as_ref().and_then(|t| t.slot.deadline()).map(rfc3339),
             last_refresh: token.as_ref().map(|t| rfc3339(t.obtained)),
             last_error,
         }
@@ -811,6 +826,7 @@ impl Broker {
                 resource: id.cloud.arm_resource.clone(),
             },
             Endpoint::V2,
+            false,
         );
         self.token(&slot).await
     }

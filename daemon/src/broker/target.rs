@@ -194,6 +194,7 @@ pub(super) async fn discover(broker: &Broker, cfg: &Cluster) -> Result<ClusterTa
             resource: aad_resource(&auth),
         },
         token_endpoint(&auth),
+        true,
     );
     Ok(ClusterTarget {
         server,
