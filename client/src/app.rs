@@ -1,14 +1,15 @@
 //! The commands: each sends one request to akscredd and presents the answer.
 
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use akscred_proto::Status;
 
-use crate::cli::{self, Command};
+use crate::cli::{self, Command, Names};
 use crate::error::Error;
 use crate::http::{self, Method};
-use crate::{exec_info, output, socket, status};
+use crate::{docs, exec_info, merge, output, socket, status, yaml};
 
 /// The daemon may be waiting on a refresh or a whole sign-in (WS-Trust and
 /// token endpoint, with retries) before it can answer; kubectl itself has
@@ -29,7 +30,16 @@ pub fn run(command: Command) -> Result<(), Error> {
             cluster,
             file,
             merge,
-        } => kubeconfig(cluster.as_deref(), file, merge),
+            set_current,
+            dry_run,
+        } => {
+            let answer = fetch_kubeconfig(cluster.as_deref())?;
+            if merge {
+                merge_kubeconfig(file, answer, set_current.as_deref(), dry_run)
+            } else {
+                write_kubeconfig(file, answer)
+            }
+        }
         Command::Refresh { cluster } => {
             let target = resource("/v1/clusters/", &cluster, "/refresh");
             action(&target, &format!("cluster `{cluster}`"), "refreshed")
@@ -42,6 +52,9 @@ pub fn run(command: Command) -> Result<(), Error> {
                 "cleared needs_attention and signed in again",
             )
         }
+        Command::Completions { shell } => output::stdout(docs::completions(shell).as_bytes()),
+        Command::Man => output::stdout(docs::man().as_bytes()),
+        Command::Names(what) => names(what),
         Command::Help(None) => output::stdout(cli::help().as_bytes()),
         Command::Help(Some(spec)) => output::stdout(cli::command_help(spec).as_bytes()),
         Command::Version => output::stdout(cli::version().as_bytes()),
@@ -83,7 +96,12 @@ fn show_status(json: bool) -> Result<(), Error> {
         what: format!("sent a status akscred cannot read: {e}"),
     })?;
     if !json {
-        output::stdout(status::render(&status, unix_now()).as_bytes())?;
+        let colour = status::colour_wanted(
+            std::io::stdout().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+            std::env::var_os("TERM").as_deref(),
+        );
+        output::stdout(status::render(&status, unix_now(), colour).as_bytes())?;
     }
     if status.all_ready() {
         Ok(())
@@ -92,15 +110,30 @@ fn show_status(json: bool) -> Result<(), Error> {
     }
 }
 
-fn kubeconfig(cluster: Option<&str>, file: Option<PathBuf>, merge: bool) -> Result<(), Error> {
-    if merge {
-        return Err(Error::Unsupported {
-            message: "`--merge` is not supported yet".to_owned(),
-            hint: "write a kubeconfig of its own with `akscred kubeconfig --file ~/.kube/akscred.yaml` \
-                   and list it in KUBECONFIG, e.g. KUBECONFIG=~/.kube/config:~/.kube/akscred.yaml"
-                .to_owned(),
-        });
+/// `akscred __complete clusters|identities`: names for the shell, one a
+/// line. Shells hide its stderr, so a daemon that is down just completes
+/// nothing.
+fn names(what: Names) -> Result<(), Error> {
+    let socket = socket::from_env().map_err(Error::Socket)?;
+    let answer = call(&socket, Method::Get, "/v1/status", STATUS_TIMEOUT)?;
+    let status: Status = serde_json::from_slice(answer.body()).map_err(|e| Error::BadAnswer {
+        socket,
+        what: format!("sent a status akscred cannot read: {e}"),
+    })?;
+    let names: Vec<&str> = match what {
+        Names::Clusters => status.clusters.iter().map(|c| c.name.as_str()).collect(),
+        Names::Identities => status.identities.iter().map(|i| i.name.as_str()).collect(),
+    };
+    let mut out = String::new();
+    for name in names {
+        out.push_str(&status::clean(name));
+        out.push('\n');
     }
+    output::stdout(out.as_bytes())
+}
+
+/// The daemon's kubeconfig for every cluster, or one.
+fn fetch_kubeconfig(cluster: Option<&str>) -> Result<http::Response, Error> {
     let mut target = match cluster {
         Some(name) => resource("/v1/clusters/", name, "/kubeconfig"),
         None => "/v1/kubeconfig".to_owned(),
@@ -113,7 +146,10 @@ fn kubeconfig(cluster: Option<&str>, file: Option<PathBuf>, merge: bool) -> Resu
         http::push_encoded(&mut target, &exe);
     }
     let socket = socket::from_env().map_err(Error::Socket)?;
-    let answer = call(&socket, Method::Get, &target, KUBECONFIG_TIMEOUT)?;
+    call(&socket, Method::Get, &target, KUBECONFIG_TIMEOUT)
+}
+
+fn write_kubeconfig(file: Option<PathBuf>, answer: http::Response) -> Result<(), Error> {
     match file {
         None => output::stdout(&answer.into_body_line()),
         Some(path) => {
@@ -121,6 +157,106 @@ fn kubeconfig(cluster: Option<&str>, file: Option<PathBuf>, merge: bool) -> Resu
             output::stdout(format!("wrote {}\n", path.display()).as_bytes())
         }
     }
+}
+
+/// `kubeconfig --merge`: see `merge`. The daemon is asked first, outside the
+/// lock (it may be slow discovering clusters); read, merge and replace
+/// happen under it.
+fn merge_kubeconfig(
+    file: Option<PathBuf>,
+    answer: http::Response,
+    set_current: Option<&str>,
+    dry_run: bool,
+) -> Result<(), Error> {
+    let bad_answer = |what: String| Error::BadAnswer {
+        socket: socket::from_env().unwrap_or_default(),
+        what,
+    };
+    let body = std::str::from_utf8(answer.body())
+        .map_err(|_| bad_answer("sent a kubeconfig that is not UTF-8".to_owned()))?;
+    // The daemon names the clusters it could not describe in comments.
+    let mut warnings = String::new();
+    for line in body.lines().filter_map(|l| l.strip_prefix("# ")) {
+        warnings.push_str("akscred: warning: ");
+        warnings.push_str(&status::clean(line));
+        warnings.push('\n');
+    }
+    if !warnings.is_empty() {
+        // Only a warning: the merge goes on if stderr is gone.
+        let _ = std::io::stderr().write_all(warnings.as_bytes());
+    }
+    let ours = match yaml::parse(body) {
+        Ok(Some(node)) => node,
+        Ok(None) => return Err(bad_answer("sent an empty kubeconfig".to_owned())),
+        Err(e) => {
+            return Err(bad_answer(format!(
+                "sent a kubeconfig akscred cannot read (line {}: {})",
+                e.line, e.message
+            )));
+        }
+    };
+
+    let path = merge::target(
+        file,
+        std::env::var_os("KUBECONFIG"),
+        std::env::var_os("HOME"),
+    )?;
+    // A dry run writes nothing, so it takes no lock either.
+    let _lock = if dry_run {
+        None
+    } else {
+        Some(merge::Lock::acquire(&path)?)
+    };
+    let (old, mode) = match merge::read_existing(&path)? {
+        Some((text, mode)) => (Some(text), mode),
+        None => (None, 0o600),
+    };
+    let node = match &old {
+        None => None,
+        Some(text) => yaml::parse(text).map_err(|e| {
+            merge::broken(
+                &path,
+                e.line,
+                &format!("it is not valid YAML ({})", e.message),
+            )
+        })?,
+    };
+    let (doc, changes) = merge::merge(node, &ours, set_current).map_err(|p| {
+        if p.argument {
+            Error::BadKubeconfig {
+                message: format!("{}: {}", path.display(), p.message),
+                hint: "--set-current takes one of the contexts listed".to_owned(),
+            }
+        } else {
+            merge::broken(&path, p.line, &p.message)
+        }
+    })?;
+    let text = merge::render(&doc).map_err(|p| merge::broken(&path, p.line, &p.message))?;
+    let shown = path.display().to_string();
+    if old.as_deref() == Some(text.as_str()) {
+        return output::stdout(format!("{shown} is up to date\n").as_bytes());
+    }
+    if dry_run {
+        let diff = merge::diff(
+            old.as_deref().unwrap_or(""),
+            &text,
+            &shown,
+            &format!("{shown} (merged)"),
+        );
+        return output::stdout(diff.as_bytes());
+    }
+    merge::write(&path, &text, mode)?;
+    let mut line = format!("merged into {shown}");
+    if !changes.added.is_empty() {
+        line.push_str(&format!("; added {}", changes.added.join(", ")));
+    }
+    if !changes.updated.is_empty() {
+        line.push_str(&format!("; updated {}", changes.updated.join(", ")));
+    }
+    if let Some(current) = &changes.current {
+        line.push_str(&format!("; current context: {current}"));
+    }
+    output::stdout(format!("{}\n", status::clean(&line)).as_bytes())
 }
 
 /// `refresh` and `retry`: one POST, one line of confirmation.

@@ -19,11 +19,12 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// akscredd answered with an error; for `status`, a cluster is not ready.
     pub const DAEMON: u8 = 1;
-    /// Bad arguments or environment (an unsupported `KUBERNETES_EXEC_INFO`).
+    /// Bad arguments or environment (an unsupported `KUBERNETES_EXEC_INFO`),
+    /// or a kubeconfig akscred will not overwrite.
     pub const USAGE: u8 = 2;
     /// akscredd could not be reached or its answer could not be read.
     pub const UNREACHABLE: u8 = 3;
-    /// Writing the output (stdout, `--file`) failed.
+    /// Writing the output (stdout, `--file`) failed, or its lock is held.
     pub const OUTPUT: u8 = 4;
 }
 
@@ -35,10 +36,15 @@ const JOURNAL_HINT: &str = "see `journalctl --user -u akscredd`";
 pub enum Error {
     /// The command line is wrong; the text includes the usage to print.
     Usage(String),
-    /// A usage-class error with a message and a hint (e.g. `--merge`).
-    Unsupported {
+    /// A kubeconfig to merge into that akscred will not overwrite (not
+    /// YAML, not a kubeconfig), or that cannot be found.
+    BadKubeconfig {
         message: String,
         hint: String,
+    },
+    /// Another writer holds kubectl's lock file on the kubeconfig.
+    Locked {
+        lock: PathBuf,
     },
     ExecInfo(exec_info::Error),
     Socket(socket::Error),
@@ -69,12 +75,12 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Usage(_) | Error::Unsupported { .. } | Error::ExecInfo(_) => exit::USAGE,
+            Error::Usage(_) | Error::BadKubeconfig { .. } | Error::ExecInfo(_) => exit::USAGE,
             Error::Daemon { .. } | Error::NotReady => exit::DAEMON,
             Error::Socket(_) | Error::Transport { .. } | Error::BadAnswer { .. } => {
                 exit::UNREACHABLE
             }
-            Error::Output { .. } => exit::OUTPUT,
+            Error::Output { .. } | Error::Locked { .. } => exit::OUTPUT,
         }
     }
 
@@ -104,7 +110,17 @@ impl Error {
     fn message_and_hint(&self) -> (String, String) {
         match self {
             Error::Usage(_) | Error::NotReady => (String::new(), String::new()),
-            Error::Unsupported { message, hint } => (message.clone(), hint.clone()),
+            Error::BadKubeconfig { message, hint } => (message.clone(), hint.clone()),
+            Error::Locked { lock } => (
+                format!(
+                    "{} exists: another kubectl or akscred is writing the kubeconfig",
+                    lock.display()
+                ),
+                format!(
+                    "try again; if nothing is writing it, a crashed writer left the lock behind: remove {}",
+                    lock.display()
+                ),
+            ),
             Error::ExecInfo(e) => (
                 e.to_string(),
                 match e {

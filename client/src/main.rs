@@ -12,7 +12,8 @@
 //! Exit codes:
 //! - 0: success
 //! - 1: akscredd answered with an error; for `status`, a cluster is not ready
-//! - 2: usage error, or a `KUBERNETES_EXEC_INFO` akscred cannot answer
+//! - 2: usage error, a `KUBERNETES_EXEC_INFO` akscred cannot answer, or a
+//!   kubeconfig `kubeconfig --merge` will not overwrite
 //! - 3: akscredd is not running or cannot be reached, or its answer is
 //!   unreadable
 //! - 4: the output could not be written (stdout, `--file`)
@@ -29,12 +30,15 @@
 
 mod app;
 mod cli;
+mod docs;
 mod error;
 mod exec_info;
 mod http;
+mod merge;
 mod output;
 mod socket;
 mod status;
+mod yaml;
 
 use std::io::Write;
 

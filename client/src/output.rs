@@ -2,7 +2,7 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
@@ -25,6 +25,12 @@ pub fn stdout(bytes: &[u8]) -> Result<(), Error> {
 /// reader never sees half a file and a crash never leaves one. A symlink
 /// (dotfile managers) is followed and its target replaced.
 pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    replace_file(path, bytes, 0o600)
+}
+
+/// As [`write_file_atomically`], with the file's mode given: a merge keeps
+/// the mode the user chose for their kubeconfig.
+pub fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
     let fail = |what: &str, error: io::Error| Error::Output {
         what: if what.is_empty() {
             format!("cannot write {}", path.display())
@@ -51,7 +57,7 @@ pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     tmp_name.push(name);
     tmp_name.push(format!(".akscred-{}.tmp", std::process::id()));
     let tmp = dir.join(tmp_name);
-    let result = write_new(&tmp, bytes)
+    let result = write_new(&tmp, bytes, mode)
         .and_then(|()| fs::rename(&tmp, &target))
         .map_err(|e| fail("", e));
     if result.is_err() {
@@ -66,7 +72,7 @@ pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-fn write_new(tmp: &Path, bytes: &[u8]) -> io::Result<()> {
+fn write_new(tmp: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let open = || {
         OpenOptions::new()
             .write(true)
@@ -83,6 +89,8 @@ fn write_new(tmp: &Path, bytes: &[u8]) -> io::Result<()> {
         }
         other => other?,
     };
+    // Set explicitly: the mode given to open() is reduced by the umask.
+    file.set_permissions(fs::Permissions::from_mode(mode))?;
     file.write_all(bytes)?;
     file.sync_all()
 }
@@ -97,7 +105,6 @@ fn resolve_symlink(path: &Path) -> io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     fn mode(path: &Path) -> io::Result<u32> {
         Ok(fs::metadata(path)?.permissions().mode() & 0o777)
@@ -118,6 +125,15 @@ mod tests {
         assert_eq!(mode(&path)?, 0o600);
         // No temporary file is left behind.
         assert_eq!(fs::read_dir(dir.path().join("new/sub"))?.count(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn keeps_a_given_mode_whatever_the_umask() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("config");
+        replace_file(&path, b"x", 0o644).map_err(|e| e.report())?;
+        assert_eq!(mode(&path)?, 0o644);
         Ok(())
     }
 

@@ -1,7 +1,8 @@
 //! `akscred status` as a table a person reads at a glance.
 //!
-//! Rendering is a pure function of the daemon's answer and `now` (unix
-//! seconds), so tests pin the output byte for byte.
+//! Rendering is a pure function of the daemon's answer, `now` (unix
+//! seconds) and whether to colour, so tests pin the output byte for byte
+//! (the snapshots in `tests/snapshots/`).
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -18,8 +19,34 @@ const CLUSTER_HEADER: [&str; 6] = [
 ];
 const IDENTITY_HEADER: [&str; 4] = ["IDENTITY", "USERNAME", "STATE", "LAST ERROR"];
 const NONE: &str = "-";
+/// Both tables have the state third.
+const STATE_COLUMN: usize = 2;
 
-pub fn render(status: &Status, now: i64) -> String {
+/// Colour only for a person at a terminal: not in pipes or files, not with
+/// `NO_COLOR` set (no-color.org), not on a `dumb` terminal.
+pub fn colour_wanted(
+    terminal: bool,
+    no_color: Option<&std::ffi::OsStr>,
+    term: Option<&std::ffi::OsStr>,
+) -> bool {
+    terminal
+        && no_color.is_none_or(|v| v.is_empty())
+        && term.is_none_or(|t| t != "dumb")
+}
+
+/// The SGR colour of a state: green when all is well, yellow while it is on
+/// its way (or retrying by itself), red when a person must act. States the
+/// client does not know stay plain.
+fn state_colour(state: &str) -> Option<&'static str> {
+    match state {
+        "ready" | "ok" => Some("32"),
+        "pending" | "new" | "signing_in" | "refreshing" | "backoff" | "backing_off" => Some("33"),
+        "needs_attention" | "error" => Some("31"),
+        _ => None,
+    }
+}
+
+pub fn render(status: &Status, now: i64, colour: bool) -> String {
     let mut out = String::with_capacity(256);
     if status.clusters.is_empty() {
         out.push_str("no clusters configured\n");
@@ -50,7 +77,7 @@ pub fn render(status: &Status, now: i64) -> String {
                 }
             })
             .collect();
-        table(&mut out, &CLUSTER_HEADER, &rows);
+        table(&mut out, &CLUSTER_HEADER, &rows, colour);
     }
     out.push('\n');
     if status.identities.is_empty() {
@@ -67,7 +94,7 @@ pub fn render(status: &Status, now: i64) -> String {
                 }
             })
             .collect();
-        table(&mut out, &IDENTITY_HEADER, &rows);
+        table(&mut out, &IDENTITY_HEADER, &rows, colour);
     }
     out
 }
@@ -90,7 +117,12 @@ fn error_cells(error: Option<&ApiError>) -> (Cow<'_, str>, Option<Cow<'_, str>>)
 
 /// Columns two spaces apart; the last one unpadded so no line ends in
 /// blanks.
-fn table<const N: usize>(out: &mut String, header: &[&str; N], rows: &[Row<'_, N>]) {
+fn table<const N: usize>(
+    out: &mut String,
+    header: &[&str; N],
+    rows: &[Row<'_, N>],
+    colour: bool,
+) {
     let mut widths = header.map(|h| h.chars().count());
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(&row.cells) {
@@ -98,9 +130,9 @@ fn table<const N: usize>(out: &mut String, header: &[&str; N], rows: &[Row<'_, N
         }
     }
     let last_column_at: usize = widths[..N - 1].iter().map(|w| w + 2).sum();
-    push_line(out, &widths, header.iter().copied());
+    push_line(out, &widths, header.iter().copied(), false);
     for row in rows {
-        push_line(out, &widths, row.cells.iter().map(|c| c.as_ref()));
+        push_line(out, &widths, row.cells.iter().map(|c| c.as_ref()), colour);
         if let Some(hint) = &row.hint {
             out.extend(std::iter::repeat_n(' ', last_column_at));
             out.push_str("hint: ");
@@ -114,9 +146,20 @@ fn push_line<'a, const N: usize>(
     out: &mut String,
     widths: &[usize; N],
     cells: impl Iterator<Item = &'a str>,
+    colour: bool,
 ) {
     for (i, cell) in cells.enumerate() {
-        out.push_str(cell);
+        // Padding is counted on the text alone: escape codes take no room.
+        match state_colour(cell).filter(|_| colour && i == STATE_COLUMN) {
+            Some(sgr) => {
+                out.push_str("\x1b[");
+                out.push_str(sgr);
+                out.push('m');
+                out.push_str(cell);
+                out.push_str("\x1b[0m");
+            }
+            None => out.push_str(cell),
+        }
         if i + 1 < N {
             let pad = widths[i] - cell.chars().count() + 2;
             out.extend(std::iter::repeat_n(' ', pad));
@@ -279,7 +322,9 @@ mod tests {
             name: name.into(),
             username: username.into(),
             state: state.into(),
+            kind: String::new(),
             last_sign_in: None,
+            warning: None,
             last_error: None,
         }
     }
@@ -376,13 +421,13 @@ bob       bob@contoso.com     needs_attention  AADSTS50126: invalid username or 
                                                hint: fix bob's password, then run `akscred retry bob`
 carol     carol@fabrikam.com  signing_in       -
 ";
-        assert_eq!(render(&status, NOW), expected);
+        assert_eq!(render(&status, NOW, false), expected);
     }
 
     #[test]
     fn table_of_nothing() {
         assert_eq!(
-            render(&Status::default(), NOW),
+            render(&Status::default(), NOW, false),
             "no clusters configured\n\nno identities configured\n"
         );
     }
@@ -395,8 +440,151 @@ carol     carol@fabrikam.com  signing_in       -
             identities: vec![],
             clusters: vec![c],
         };
-        let out = render(&status, NOW);
+        let out = render(&status, NOW, false);
         assert!(out.contains("soon\u{fffd}[31m"), "{out}");
         assert!(!out.contains('\x1b'));
+    }
+
+    /// Compares with `tests/snapshots/NAME`; `UPDATE_SNAPSHOTS=1` rewrites
+    /// the file instead (review the diff before committing it).
+    fn snapshot(name: &str, actual: &str) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/snapshots")
+            .join(name);
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            if let Err(e) = std::fs::write(&path, actual) {
+                panic!("{}: {e}", path.display());
+            }
+            return;
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; run with UPDATE_SNAPSHOTS=1 to create it",
+                path.display()
+            )
+        });
+        assert!(
+            actual == expected,
+            "snapshot {name} differs (UPDATE_SNAPSHOTS=1 rewrites it if the change is meant):\n--- expected\n{expected}\n--- actual\n{actual}"
+        );
+    }
+
+    fn at(offset: i64) -> String {
+        let t = NOW + offset;
+        let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+        // Only dates around NOW are needed: 2025-11-29 is day 20421.
+        assert!((20_420..=20_422).contains(&days), "{days}");
+        format!(
+            "2025-11-{:02}T{:02}:{:02}:{:02}Z",
+            29 + days - 20_421,
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        )
+    }
+
+    fn healthy() -> Status {
+        let mut prod = cluster("prod", "alice", "ready");
+        prod.token_valid_for_secs = Some(3240);
+        prod.next_refresh = Some(at(38 * 60));
+        let mut staging = cluster("staging", "alice", "ready");
+        staging.token_valid_for_secs = Some(3240);
+        staging.next_refresh = Some(at(38 * 60));
+        let mut alice = identity("alice", "alice@contoso.com", "ok");
+        alice.last_sign_in = Some(at(-600));
+        Status {
+            identities: vec![alice],
+            clusters: vec![prod, staging],
+        }
+    }
+
+    fn refreshing() -> Status {
+        let mut prod = cluster("prod", "alice", "ready");
+        prod.token_valid_for_secs = Some(290);
+        prod.next_refresh = Some(at(-20));
+        let new = cluster("new-cluster", "carol", "pending");
+        Status {
+            identities: vec![
+                identity("alice", "alice@contoso.com", "ok"),
+                identity("carol", "carol@fabrikam.com", "new"),
+            ],
+            clusters: vec![prod, new],
+        }
+    }
+
+    fn backing_off() -> Status {
+        let upstream = api_error(
+            "token for 6dae42f8-4368-4678-94ff-3960e28e3630: waiting until 2025-11-29T12:05:00Z before asking again (last error: https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token answered 503)",
+            "nothing to do: akscredd retries by itself; `akscred status` shows progress",
+        );
+        let mut prod = cluster("prod", "alice", "ready");
+        prod.token_valid_for_secs = Some(480);
+        prod.next_refresh = Some(at(-300));
+        prod.last_error = upstream.clone();
+        let mut lab = cluster("lab", "alice", "error");
+        lab.token_valid_for_secs = Some(-60);
+        lab.last_error = upstream;
+        let mut alice = identity("alice", "alice@contoso.com", "error");
+        alice.last_error = api_error(
+            "sign-in of `alice` failed: login.microsoftonline.com answered 503 Service Unavailable",
+            "",
+        );
+        Status {
+            identities: vec![alice],
+            clusters: vec![lab, prod],
+        }
+    }
+
+    fn needs_attention() -> Status {
+        let attention = api_error(
+            "identity `bob` needs attention: AADSTS50126: Error validating credentials due to invalid username or password.",
+            "fix the password of bob (identities.bob.password), then run `akscred retry bob`",
+        );
+        let mut lab = cluster("lab", "bob", "needs_attention");
+        lab.token_valid_for_secs = Some(-3600);
+        lab.last_error = attention.clone();
+        let mut prod = cluster("prod", "alice", "ready");
+        prod.token_valid_for_secs = Some(2700);
+        prod.next_refresh = Some(at(1800));
+        let mut bob = identity("bob", "bob@contoso.com", "needs_attention");
+        bob.last_error = attention;
+        Status {
+            identities: vec![identity("alice", "alice@contoso.com", "ok"), bob],
+            clusters: vec![lab, prod],
+        }
+    }
+
+    #[test]
+    fn snapshots() {
+        for (name, status) in [
+            ("healthy", healthy()),
+            ("refreshing", refreshing()),
+            ("backing-off", backing_off()),
+            ("needs-attention", needs_attention()),
+        ] {
+            snapshot(&format!("status-{name}.txt"), &render(&status, NOW, false));
+            let coloured = render(&status, NOW, true);
+            // Colour changes nothing but the escape codes around states.
+            let mut plain = coloured.clone();
+            for sgr in ["\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[0m"] {
+                plain = plain.replace(sgr, "");
+            }
+            assert_eq!(plain, render(&status, NOW, false), "{name}");
+            assert!(coloured.contains('\x1b'), "{name}");
+        }
+        snapshot(
+            "status-needs-attention.ansi",
+            &render(&needs_attention(), NOW, true),
+        );
+    }
+
+    #[test]
+    fn colour_only_for_a_terminal() {
+        use std::ffi::OsStr;
+        assert!(colour_wanted(true, None, Some(OsStr::new("xterm-256color"))));
+        assert!(colour_wanted(true, Some(OsStr::new("")), None));
+        assert!(!colour_wanted(false, None, None));
+        assert!(!colour_wanted(true, Some(OsStr::new("1")), None));
+        assert!(!colour_wanted(true, None, Some(OsStr::new("dumb"))));
     }
 }

@@ -4,9 +4,7 @@
 //! appears in a log line or an error: the only body that carries one is the
 //! ExecCredential of a successful `credential` request.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use akscred_proto::{ApiError, ErrorBody};
 use axum::Router;
@@ -16,18 +14,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use crate::broker::{Broker, BrokerError, ExecApi};
+use crate::broker::{BrokerError, ExecApi};
 use crate::exec_kubeconfig::{self, Entry};
-
-#[derive(Default)]
-pub struct Metrics {
-    pub credentials_served: AtomicU64,
-    pub credential_errors: AtomicU64,
-}
+use crate::live::LiveBroker;
 
 pub struct AppState {
-    pub broker: Arc<Broker>,
-    pub metrics: Metrics,
+    /// The running configuration's broker, swapped whole on reload.
+    pub broker: Arc<LiveBroker>,
     /// The socket path, when kubeconfigs must name it (not the default).
     pub socket_env: Option<std::path::PathBuf>,
 }
@@ -40,6 +33,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/kubeconfig", get(all_kubeconfig))
         .route("/v1/status", get(status))
         .route("/v1/identities/{name}/retry", post(retry))
+        .route("/v1/reload", post(reload))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .fallback(|| async {
@@ -95,12 +89,9 @@ async fn credential(
             }
         },
     };
-    match state.broker.credential(&name).await {
+    match state.broker.current().credential(&name).await {
         Ok(token) => {
-            state
-                .metrics
-                .credentials_served
-                .fetch_add(1, Ordering::Relaxed);
+            crate::metrics::credential(true);
             let body = token.exec_credential(api).to_string();
             (
                 [
@@ -115,10 +106,7 @@ async fn credential(
                 .into_response()
         }
         Err(e) => {
-            state
-                .metrics
-                .credential_errors
-                .fetch_add(1, Ordering::Relaxed);
+            crate::metrics::credential(false);
             e.into_response()
         }
     }
@@ -134,7 +122,7 @@ struct KubeconfigQuery {
 fn plugin(state: &AppState, q: &KubeconfigQuery) -> std::path::PathBuf {
     match &q.command {
         Some(c) if c.starts_with('/') => c.into(),
-        _ => exec_kubeconfig::plugin_path(state.broker.config().daemon.plugin_path.as_deref()),
+        _ => exec_kubeconfig::plugin_path(state.broker.current().config().daemon.plugin_path.as_deref()),
     }
 }
 
@@ -154,7 +142,7 @@ async fn cluster_kubeconfig(
     Path(name): Path<String>,
     Query(q): Query<KubeconfigQuery>,
 ) -> Response {
-    let broker = &state.broker;
+    let broker = state.broker.current();
     let cfg = match broker.cluster_config(&name) {
         Ok(c) => c.clone(),
         Err(e) => return e.into_response(),
@@ -182,7 +170,7 @@ async fn all_kubeconfig(
     State(state): State<Arc<AppState>>,
     Query(q): Query<KubeconfigQuery>,
 ) -> Response {
-    let broker = &state.broker;
+    let broker = state.broker.current();
     let names = broker.cluster_names();
     let lookups = names.iter().map(|n| broker.target_of(n));
     let targets = futures_join_all(lookups).await;
@@ -240,11 +228,11 @@ async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>)
 }
 
 async fn status(State(state): State<Arc<AppState>>) -> Response {
-    axum::Json(state.broker.status()).into_response()
+    axum::Json(state.broker.current().status()).into_response()
 }
 
 async fn refresh(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
-    match state.broker.refresh_cluster(&name).await {
+    match state.broker.current().refresh_cluster(&name).await {
         Ok(t) => axum::Json(serde_json::json!({
             "message": format!("refreshed {name}; the token is valid until {}", crate::clock::rfc3339(t.expires_on)),
         }))
@@ -254,7 +242,7 @@ async fn refresh(State(state): State<Arc<AppState>>, Path(name): Path<String>) -
 }
 
 async fn retry(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
-    match state.broker.retry_identity(&name).await {
+    match state.broker.current().retry_identity(&name).await {
         Ok(was_blocked) => axum::Json(serde_json::json!({
             "message": if was_blocked {
                 format!("{name} was unblocked and signed in again")
@@ -267,42 +255,30 @@ async fn retry(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> 
     }
 }
 
+/// `POST /v1/reload`: as SIGHUP, but the caller learns whether the new
+/// configuration was taken.
+async fn reload(State(state): State<Arc<AppState>>) -> Response {
+    match state.broker.reload("api").await {
+        Ok(r) => axum::Json(serde_json::json!({ "message": r.message })).into_response(),
+        Err(e) => error_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError {
+                code: "invalid_config".into(),
+                message: format!("the new configuration was refused: {e}"),
+                hint: "fix the file (akscredd check-config shows the same error) and reload again; the previous configuration keeps running".into(),
+            },
+        ),
+    }
+}
+
+/// Prometheus text format; see `metrics`.
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let status = state.broker.status();
-    let mut by_state: HashMap<&str, u64> = HashMap::new();
-    for c in &status.clusters {
-        *by_state.entry(c.state.as_str()).or_default() += 1;
-    }
-    let mut out = String::new();
-    out.push_str(
-        "# HELP akscred_clusters Configured clusters by state.\n# TYPE akscred_clusters gauge\n",
-    );
-    for s in ["ready", "pending", "error", "needs_attention"] {
-        out.push_str(&format!(
-            "akscred_clusters{{state=\"{s}\"}} {}\n",
-            by_state.get(s).copied().unwrap_or(0)
-        ));
-    }
-    out.push_str("# HELP akscred_token_expiry_seconds Seconds until the token a cluster uses expires.\n# TYPE akscred_token_expiry_seconds gauge\n");
-    for c in &status.clusters {
-        if let Some(s) = c.token_valid_for_secs {
-            out.push_str(&format!(
-                "akscred_token_expiry_seconds{{cluster={}}} {s}\n",
-                serde_json::Value::String(c.name.clone())
-            ));
-        }
-    }
-    out.push_str(&format!(
-        "# HELP akscred_credential_requests_total Credential requests answered.\n# TYPE akscred_credential_requests_total counter\nakscred_credential_requests_total{{outcome=\"ok\"}} {}\nakscred_credential_requests_total{{outcome=\"error\"}} {}\n",
-        state.metrics.credentials_served.load(Ordering::Relaxed),
-        state.metrics.credential_errors.load(Ordering::Relaxed),
-    ));
     (
         [(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        out,
+        crate::metrics::render(&state.broker.current().status()),
     )
         .into_response()
 }

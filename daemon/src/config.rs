@@ -69,10 +69,55 @@ pub struct Identity {
     pub name: String,
     pub cloud: Cloud,
     pub tenant: String,
+    /// The user principal name; for an application identity, its client id.
     pub username: String,
-    pub password: SecretSource,
-    /// Public client used for the ARM token.
+    pub credential: Credential,
+    /// A user's public client for the ARM token, or the application's own
+    /// id, which then signs in for every resource.
     pub client_id: String,
+}
+
+/// What an identity proves itself with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Credential {
+    /// A user's password (resource-owner password grant, or WS-Trust).
+    Password(SecretSource),
+    /// A service principal's client secret (client credentials grant).
+    ClientSecret(SecretSource),
+    /// A service principal's certificate and key, PEM or PKCS#12, used to
+    /// sign a client assertion.
+    Certificate {
+        source: SecretSource,
+        password: Option<SecretSource>,
+    },
+    /// Workload identity: a federated token file (re-read on each sign-in)
+    /// exchanged as a client assertion.
+    FederatedToken(PathBuf),
+}
+
+impl Identity {
+    /// A person's account, whose password Entra smart lockout protects.
+    pub fn is_user(&self) -> bool {
+        matches!(self.credential, Credential::Password(_))
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self.credential {
+            Credential::Password(_) => "user",
+            Credential::ClientSecret(_) | Credential::Certificate { .. } => "service_principal",
+            Credential::FederatedToken(_) => "workload_identity",
+        }
+    }
+
+    /// The config key of the secret, for messages.
+    pub fn secret_key(&self) -> &'static str {
+        match self.credential {
+            Credential::Password(_) => "password",
+            Credential::ClientSecret(_) => "client_secret",
+            Credential::Certificate { .. } => "certificate",
+            Credential::FederatedToken(_) => "federated_token_file",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -173,9 +218,13 @@ struct RawCloud {
 struct RawIdentity {
     cloud: Option<Spanned<String>>,
     tenant: Spanned<String>,
-    username: Spanned<String>,
-    password: Spanned<SecretSource>,
+    username: Option<Spanned<String>>,
+    password: Option<Spanned<SecretSource>>,
     client_id: Option<Spanned<String>>,
+    client_secret: Option<Spanned<SecretSource>>,
+    certificate: Option<Spanned<SecretSource>>,
+    certificate_password: Option<Spanned<SecretSource>>,
+    federated_token_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -217,6 +266,7 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
+        check_owner_and_mode(path)?;
         Config::parse(&text, path)
     }
 
@@ -258,31 +308,7 @@ impl Config {
                     )
                 })?;
             let tenant = non_empty(&raw.tenant, &at, &format!("identities.{name}.tenant"))?;
-            let username = non_empty(&raw.username, &at, &format!("identities.{name}.username"))?;
-            if !username.contains('@') {
-                return Err(at.error(
-                    raw.username.span(),
-                    format!(
-                        "identities.{name}.username: `{username}` is not a user principal name; expected user@domain"
-                    ),
-                ));
-            }
-            let password = match raw.password.get_ref() {
-                SecretSource::File(p) => SecretSource::File(resolve(&p.to_string_lossy())),
-                other => other.clone(),
-            };
-            if let SecretSource::Command(argv) = &password
-                && argv.is_empty()
-            {
-                return Err(at.error(
-                    raw.password.span(),
-                    format!("identities.{name}.password.command: expected the program and its arguments, e.g. [\"pass\", \"show\", \"azure/{name}\"]"),
-                ));
-            }
-            let client_id = match &raw.client_id {
-                Some(c) => non_empty(c, &at, &format!("identities.{name}.client_id"))?,
-                None => AZURE_CLI_CLIENT_ID.to_string(),
-            };
+            let (credential, username, client_id) = resolve_credential(name, raw, &at, &resolve)?;
             identities.insert(
                 name.clone(),
                 Identity {
@@ -290,7 +316,7 @@ impl Config {
                     cloud,
                     tenant,
                     username,
-                    password,
+                    credential,
                     client_id,
                 },
             );
@@ -339,6 +365,156 @@ impl Config {
             clusters,
         })
     }
+}
+
+/// Which kind of identity a table describes: exactly one of `password`,
+/// `client_secret`, `certificate` or `federated_token_file`.
+fn resolve_credential(
+    name: &str,
+    raw: &RawIdentity,
+    at: &Locator,
+    resolve: &dyn Fn(&str) -> PathBuf,
+) -> Result<(Credential, String, String), ConfigError> {
+    let key = |k: &str| format!("identities.{name}.{k}");
+    let given: Vec<(&str, Range<usize>)> = [
+        ("password", raw.password.as_ref().map(|v| v.span())),
+        (
+            "client_secret",
+            raw.client_secret.as_ref().map(|v| v.span()),
+        ),
+        ("certificate", raw.certificate.as_ref().map(|v| v.span())),
+        (
+            "federated_token_file",
+            raw.federated_token_file.as_ref().map(|v| v.span()),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(k, s)| s.map(|s| (k, s)))
+    .collect();
+    let table_span = raw.tenant.span();
+    let (kind, span) = match given.as_slice() {
+        [one] => one.clone(),
+        [] => {
+            return Err(at.error(
+                table_span,
+                format!(
+                    "identities.{name}: no credential; give one of `password` (with `username`), `client_secret`, `certificate` (with `client_id`) or `federated_token_file`"
+                ),
+            ));
+        }
+        [_, (second, span), ..] => {
+            return Err(at.error(
+                span.clone(),
+                format!(
+                    "{}: an identity has one credential; remove this or the other one",
+                    key(second)
+                ),
+            ));
+        }
+    };
+    let source = |v: &Spanned<SecretSource>, k: &str| -> Result<SecretSource, ConfigError> {
+        let s = match v.get_ref() {
+            SecretSource::File(p) => SecretSource::File(resolve(&p.to_string_lossy())),
+            other => other.clone(),
+        };
+        if let SecretSource::Command(argv) = &s
+            && argv.is_empty()
+        {
+            return Err(at.error(
+                v.span(),
+                format!("{}.command: expected the program and its arguments, e.g. [\"pass\", \"show\", \"azure/{name}\"]", key(k)),
+            ));
+        }
+        Ok(s)
+    };
+    if raw.certificate_password.is_some() && raw.certificate.is_none() {
+        let span = raw
+            .certificate_password
+            .as_ref()
+            .map(|v| v.span())
+            .unwrap_or(span.clone());
+        return Err(at.error(
+            span,
+            format!(
+                "{}: only goes with `certificate`",
+                key("certificate_password")
+            ),
+        ));
+    }
+    let client_id = match &raw.client_id {
+        Some(c) => Some(non_empty(c, at, &key("client_id"))?),
+        None => None,
+    };
+    if kind == "password" {
+        let Some(raw_user) = &raw.username else {
+            return Err(at.error(
+                span,
+                format!(
+                    "{}: missing; a password goes with the user's `username` (user@domain)",
+                    key("username")
+                ),
+            ));
+        };
+        let username = non_empty(raw_user, at, &key("username"))?;
+        if !username.contains('@') {
+            return Err(at.error(
+                raw_user.span(),
+                format!(
+                    "{}: `{username}` is not a user principal name; expected user@domain",
+                    key("username")
+                ),
+            ));
+        }
+        let password = raw
+            .password
+            .as_ref()
+            .map(|p| source(p, "password"))
+            .transpose()?;
+        let Some(password) = password else {
+            return Err(at.error(span, format!("{}: missing", key("password"))));
+        };
+        return Ok((
+            Credential::Password(password),
+            username,
+            client_id.unwrap_or_else(|| AZURE_CLI_CLIENT_ID.to_string()),
+        ));
+    }
+    if let Some(u) = &raw.username {
+        return Err(at.error(
+            u.span(),
+            format!(
+                "{}: an application identity has no username; its `client_id` names it",
+                key("username")
+            ),
+        ));
+    }
+    let Some(client_id) = client_id else {
+        return Err(at.error(
+            span,
+            format!("{}: missing; a service principal or workload identity needs its application (client) id", key("client_id")),
+        ));
+    };
+    let credential = match (
+        kind,
+        &raw.client_secret,
+        &raw.certificate,
+        &raw.federated_token_file,
+    ) {
+        ("client_secret", Some(s), _, _) => Credential::ClientSecret(source(s, "client_secret")?),
+        ("certificate", _, Some(c), _) => Credential::Certificate {
+            source: source(c, "certificate")?,
+            password: raw
+                .certificate_password
+                .as_ref()
+                .map(|p| source(p, "certificate_password"))
+                .transpose()?,
+        },
+        (_, _, _, Some(f)) => {
+            Credential::FederatedToken(resolve(&non_empty(f, at, &key("federated_token_file"))?))
+        }
+        _ => unreachable!("exactly one credential key was found above"),
+    };
+    Ok((credential, client_id.clone(), client_id))
 }
 
 fn resolve_daemon(
@@ -563,6 +739,58 @@ fn non_empty(v: &Spanned<String>, at: &Locator, key: &str) -> Result<String, Con
     Ok(s.to_string())
 }
 
+/// Like ssh with its config and keys: whoever can write the config file
+/// chooses the commands akscredd runs to get passwords and the servers it
+/// sends them to. So the file and its directory must belong to the
+/// daemon's user or root, and be writable by no one else (a sticky
+/// directory such as /tmp is fine: others cannot replace the file there).
+/// Reading is not restricted: the file holds no secret, since inline
+/// secrets are refused by the parser.
+fn check_owner_and_mode(path: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    let own = crate::process::own_uid();
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let why =
+        "whoever can change it decides which commands akscredd runs and where your password goes";
+    for (what, p) in [("the config file", path), ("the config directory", dir)] {
+        let meta = std::fs::metadata(p).map_err(|source| ConfigError::Read {
+            path: p.to_path_buf(),
+            source,
+        })?;
+        if meta.uid() != own && meta.uid() != 0 {
+            return Err(ConfigError::Whole {
+                path: path.to_path_buf(),
+                message: format!(
+                    "{what} {} belongs to uid {}, not to you (uid {own}) or root; {why}",
+                    p.display(),
+                    meta.uid()
+                ),
+            });
+        }
+        let mode = meta.mode() & 0o7777;
+        let sticky_dir = meta.is_dir() && mode & 0o1000 != 0;
+        if mode & 0o022 != 0 && !sticky_dir {
+            let by = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+                (true, true) => "its group and others",
+                (true, false) => "its group",
+                _ => "others",
+            };
+            return Err(ConfigError::Whole {
+                path: path.to_path_buf(),
+                message: format!(
+                    "{what} {} is writable by {by} (mode {mode:04o}); run `chmod go-w {}`: {why}",
+                    p.display(),
+                    p.display()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn home_dir() -> Option<PathBuf> {
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
@@ -677,8 +905,8 @@ context = "by-hand"
         assert_eq!(alice.cloud.name, "AzurePublicCloud");
         assert_eq!(alice.client_id, AZURE_CLI_CLIENT_ID);
         assert_eq!(
-            alice.password,
-            SecretSource::File("/etc/akscred/alice.password".into())
+            alice.credential,
+            Credential::Password(SecretSource::File("/etc/akscred/alice.password".into()))
         );
         let bob = &c.identities["bob"];
         assert_eq!(bob.cloud.login_endpoint, "https://login.example.test");
@@ -805,6 +1033,54 @@ context = "by-hand"
     }
 
     #[test]
+    fn application_identities() {
+        let c = parse(
+            "[identities.sp]\ntenant = \"t\"\nclient_id = \"app\"\nclient_secret = { env = \"SP_SECRET\" }\n\
+             [identities.cert]\ntenant = \"t\"\nclient_id = \"app2\"\ncertificate = { file = \"sp.p12\" }\ncertificate_password = { env = \"P12\" }\n\
+             [identities.wi]\ntenant = \"t\"\nclient_id = \"app3\"\nfederated_token_file = \"/var/run/secrets/azure/tokens/azure-identity-token\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.identities["sp"].kind(), "service_principal");
+        assert_eq!(c.identities["sp"].client_id, "app");
+        assert_eq!(c.identities["sp"].username, "app");
+        assert!(!c.identities["sp"].is_user());
+        assert!(matches!(
+            &c.identities["cert"].credential,
+            Credential::Certificate { source: SecretSource::File(p), password: Some(SecretSource::Env(v)) }
+                if p == Path::new("/etc/akscred/sp.p12") && v == "P12"
+        ));
+        assert_eq!(c.identities["wi"].kind(), "workload_identity");
+    }
+
+    #[test]
+    fn an_identity_has_exactly_one_credential() {
+        let e = err("[identities.a]\ntenant = \"t\"\nusername = \"a@b\"\n");
+        assert!(e.contains("no credential"), "{e}");
+        let e = err(
+            "[identities.a]\ntenant = \"t\"\nusername = \"a@b\"\npassword = { env = \"P\" }\nclient_secret = { env = \"S\" }\n",
+        );
+        assert!(
+            e.contains(":5:") && e.contains("client_secret") && e.contains("one credential"),
+            "{e}"
+        );
+        let e = err("[identities.a]\ntenant = \"t\"\nclient_secret = { env = \"S\" }\n");
+        assert!(e.contains("identities.a.client_id: missing"), "{e}");
+        let e = err(
+            "[identities.a]\ntenant = \"t\"\nclient_id = \"c\"\nusername = \"a@b\"\nclient_secret = { env = \"S\" }\n",
+        );
+        assert!(e.contains(":4:") && e.contains("no username"), "{e}");
+        let e = err("[identities.a]\ntenant = \"t\"\npassword = { env = \"P\" }\n");
+        assert!(e.contains("identities.a.username: missing"), "{e}");
+        let e = err(
+            "[identities.a]\ntenant = \"t\"\nclient_id = \"c\"\nclient_secret = { env = \"S\" }\ncertificate_password = { env = \"P\" }\n",
+        );
+        assert!(e.contains("only goes with `certificate`"), "{e}");
+        let e =
+            err("[identities.a]\ntenant = \"t\"\nclient_id = \"c\"\nclient_secret = \"s3cret\"\n");
+        assert!(!e.contains("s3cret"), "{e}");
+    }
+
+    #[test]
     fn username_must_be_a_upn() {
         let e = err(
             "[identities.a]\ntenant = \"t\"\nusername = \"alice\"\npassword = { env = \"P\" }\n",
@@ -848,6 +1124,53 @@ context = "by-hand"
             PathBuf::from("/etc/akscred/pw")
         );
         assert_eq!(expand_path("/abs", Path::new("/x")), PathBuf::from("/abs"));
+    }
+
+    #[test]
+    fn a_config_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("akscred");
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("config.toml");
+        std::fs::write(&path, "").unwrap();
+        let chmod = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        chmod(&dir, 0o755);
+        // Readable by all is fine: the file holds no secret.
+        chmod(&path, 0o644);
+        Config::load(&path).unwrap();
+        chmod(&path, 0o664);
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("writable by its group") && e.contains("chmod go-w"),
+            "{e}"
+        );
+        chmod(&path, 0o646);
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(e.contains("writable by others"), "{e}");
+        chmod(&path, 0o600);
+        chmod(&dir, 0o777);
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(e.contains("config directory"), "{e}");
+        // Sticky, like /tmp: others cannot replace the file.
+        chmod(&dir, 0o1777);
+        Config::load(&path).unwrap();
+    }
+
+    #[test]
+    fn a_config_of_another_user_is_refused() {
+        if crate::process::own_uid() != 0 {
+            // Only root can give a file away; CI runs as root.
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("config.toml");
+        std::fs::write(&path, "").unwrap();
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(e.contains("belongs to uid 65534"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use akscredd::config::Config;
+use akscredd::service::Options;
+use akscredd::systemd::Systemd;
 
 const USAGE: &str = "usage: akscredd [--config PATH]
        akscredd check-config [--config PATH]
@@ -56,41 +58,65 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::CheckConfig = command {
+        return match Config::load(&path) {
+            Ok(config) => {
+                println!(
+                    "{}: ok ({} identities, {} clusters)",
+                    path.display(),
+                    config.identities.len(),
+                    config.clusters.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("akscredd: invalid configuration: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+
+    // Before any secret is read and before any thread exists (the systemd
+    // variables are removed from the environment).
+    let hardening = akscredd::process::harden();
+    let systemd = Systemd::from_env();
+    akscredd::logging::init();
+    for warning in hardening.warnings.iter().chain(&systemd.warnings) {
+        tracing::warn!("{warning}");
+    }
+
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("akscredd: invalid configuration: {e}");
+            akscredd::logging::fatal(&format!("invalid configuration: {e}"));
             return ExitCode::from(2);
         }
     };
-    if let Command::CheckConfig = command {
-        println!(
-            "{}: ok ({} identities, {} clusters)",
-            path.display(),
-            config.identities.len(),
-            config.clusters.len()
-        );
-        return ExitCode::SUCCESS;
-    }
-    akscredd::logging::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("akscredd: cannot start the runtime: {e}");
+            akscredd::logging::fatal(&format!("cannot start the runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(akscredd::service::run(
-        config,
-        akscredd::signals::shutdown(),
-    )) {
+    let options = Options {
+        systemd,
+        ..Options::default()
+    };
+    let result = runtime.block_on(async {
+        let shutdown = akscredd::signals::shutdown();
+        akscredd::service::run_with(config, options, shutdown).await
+    });
+    // Tasks still running (a password command, a sign-in) get a moment,
+    // not the rest of systemd's stop timeout.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
-            eprintln!("akscredd: {e}");
             ExitCode::FAILURE
         }
     }

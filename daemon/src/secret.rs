@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 
 use serde::Deserialize;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 /// A password, token, refresh token or assertion.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -27,6 +27,13 @@ impl Secret {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+/// Read straight into zeroizing memory (a key inside a kubeconfig, say).
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret::new)
     }
 }
 
@@ -132,28 +139,6 @@ pub enum SecretError {
     NoCredentialsDirectory(String),
 }
 
-/// Secret files and command output end with a newline that is not part of
-/// the password; a password never ends in `\n` or `\r`.
-fn trim_newline(mut s: String) -> String {
-    while s.ends_with('\n') || s.ends_with('\r') {
-        s.pop();
-    }
-    s
-}
-
-fn from_bytes(bytes: Vec<u8>, what: &str) -> Result<Secret, SecretError> {
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let mut bytes = e.into_bytes();
-        bytes.zeroize();
-        SecretError::NotUtf8(what.to_string())
-    })?;
-    let text = trim_newline(text);
-    if text.is_empty() {
-        return Err(SecretError::Empty(what.to_string()));
-    }
-    Ok(Secret::new(text))
-}
-
 impl SecretSource {
     /// Where the secret comes from, for messages (never the secret itself).
     pub fn describe(&self) -> String {
@@ -170,28 +155,37 @@ impl SecretSource {
     /// Reads the secret now. Called on each sign-in, so a changed password
     /// file or vault entry is picked up without a restart.
     pub async fn read(&self) -> Result<Secret, SecretError> {
-        match self {
+        let bytes = self.read_bytes().await?;
+        let text =
+            std::str::from_utf8(&bytes).map_err(|_| SecretError::NotUtf8(self.describe()))?;
+        let text = text.trim_end_matches(['\n', '\r']);
+        if text.is_empty() {
+            return Err(SecretError::Empty(self.describe()));
+        }
+        Ok(Secret::new(text))
+    }
+
+    /// The raw bytes (a PKCS#12 file is binary), zeroized when dropped.
+    pub async fn read_bytes(&self) -> Result<Zeroizing<Vec<u8>>, SecretError> {
+        let bytes = match self {
             SecretSource::File(path) => {
-                let bytes = tokio::fs::read(path)
+                tokio::fs::read(path)
                     .await
                     .map_err(|source| SecretError::File {
                         path: path.clone(),
                         source,
-                    })?;
-                from_bytes(bytes, &self.describe())
+                    })?
             }
-            SecretSource::Env(var) => {
-                let value = std::env::var(var).map_err(|_| SecretError::Env(var.clone()))?;
-                from_bytes(value.into_bytes(), &self.describe())
-            }
+            SecretSource::Env(var) => std::env::var_os(var)
+                .map(|v| v.into_encoded_bytes())
+                .ok_or_else(|| SecretError::Env(var.clone()))?,
             SecretSource::SystemdCredential(name) => {
                 let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
                     .ok_or_else(|| SecretError::NoCredentialsDirectory(name.clone()))?;
                 let path = PathBuf::from(dir).join(name);
-                let bytes = tokio::fs::read(&path)
+                tokio::fs::read(&path)
                     .await
-                    .map_err(|source| SecretError::File { path, source })?;
-                from_bytes(bytes, &self.describe())
+                    .map_err(|source| SecretError::File { path, source })?
             }
             SecretSource::Command(argv) => {
                 let (program, args) = argv.split_first().ok_or(SecretError::EmptyCommand)?;
@@ -206,17 +200,17 @@ impl SecretSource {
                         program: program.clone(),
                         source,
                     })?;
+                let stdout = Zeroizing::new(output.stdout);
                 if !output.status.success() {
-                    let mut stdout = output.stdout;
-                    stdout.zeroize();
                     return Err(SecretError::CommandFailed {
                         program: program.clone(),
                         status: output.status.to_string(),
                     });
                 }
-                from_bytes(output.stdout, &self.describe())
+                return Ok(stdout);
             }
-        }
+        };
+        Ok(Zeroizing::new(bytes))
     }
 }
 

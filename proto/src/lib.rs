@@ -42,7 +42,14 @@ pub struct ExecCredential {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecCredentialStatus {
+    /// A bearer token (Entra ID clusters).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub token: String,
+    /// PEM client certificate and key (local-account clusters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate_data: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_data: Option<String>,
     /// RFC 3339, UTC, `Z`.
     pub expiration_timestamp: String,
 }
@@ -51,6 +58,11 @@ impl std::fmt::Debug for ExecCredentialStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ExecCredentialStatus")
             .field("token", &"…")
+            .field("client_certificate_data", &self.client_certificate_data)
+            .field(
+                "client_key_data",
+                &self.client_key_data.as_ref().map(|_| "…"),
+            )
             .field("expiration_timestamp", &self.expiration_timestamp)
             .finish()
     }
@@ -69,8 +81,14 @@ pub struct IdentityStatus {
     pub username: String,
     /// `ok`, `signing_in`, `needs_attention`, `backoff`, `new`.
     pub state: String,
+    /// `user`, `service_principal`, `workload_identity`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sign_in: Option<String>,
+    /// Something to act on before it breaks (a certificate about to expire).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<ApiError>,
 }

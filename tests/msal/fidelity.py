@@ -10,6 +10,9 @@ Run by tests/tests/msal_fidelity.rs with:
   AKSCRED_EMU_TENANT_ID  the tenant GUID (expected `tid`)
   AKSCRED_EMU_CA         path of the emulator's CA (PEM)
   AKSCRED_EMU_USER, AKSCRED_EMU_PASSWORD   an active user
+and, for the federated checks (AKSCRED_EMU_MODE=federated):
+  AKSCRED_EMU_FED_USER, AKSCRED_EMU_FED_PASSWORD   an active user of the
+      federated domain, signed in by the emulated AD FS (WS-Trust)
 
 Exit codes: 0 all checks passed, 1 a check failed, 3 msal or requests is not
 installed.
@@ -44,6 +47,9 @@ TENANT_ID = os.environ["AKSCRED_EMU_TENANT_ID"]
 CA = os.environ["AKSCRED_EMU_CA"]
 USER = os.environ["AKSCRED_EMU_USER"]
 PASSWORD = os.environ["AKSCRED_EMU_PASSWORD"]
+MODE = os.environ.get("AKSCRED_EMU_MODE", "managed")
+FED_USER = os.environ.get("AKSCRED_EMU_FED_USER", "")
+FED_PASSWORD = os.environ.get("AKSCRED_EMU_FED_PASSWORD", "")
 PORT = urlsplit(LOGIN).port
 
 # ROPC is deprecated in MSAL; the warning is noise here.
@@ -187,9 +193,59 @@ def main():
     )
 
 
+def federated():
+    """MSAL does the whole federated flow itself: user realm, MEX, WS-Trust
+    to the endpoint it picks, then the SAML bearer grant with the assertion
+    (URL-safe base64, no padding) at the v2 token endpoint."""
+    print(f"msal {msal.__version__}, federated user {FED_USER}")
+    a = app(TENANT)
+    r = a.acquire_token_by_username_password(FED_USER, FED_PASSWORD, scopes=[ARM_SCOPE])
+    check("access_token" in r, "federated sign-in (realm, MEX, WS-Trust, SAML grant) succeeds", r)
+    if "access_token" not in r:
+        return
+    c = claims(r["access_token"])
+    check(c.get("upn") == FED_USER and c.get("tid") == TENANT_ID, "federated token upn and tid", c)
+    check(c.get("aud") == "https://management.core.windows.net/", "federated token aud", c)
+    check(any(p == "GET /adfs/services/trust/mex" for p in requested), "MSAL read the AD FS metadata", requested)
+    check(
+        any(p.startswith("POST /adfs/services/trust/") and p.endswith("/usernamemixed") for p in requested),
+        "MSAL posted the RST to a usernamemixed endpoint",
+        requested,
+    )
+    check(
+        (r.get("id_token_claims") or {}).get("preferred_username") == FED_USER,
+        "federated id_token claims decoded by MSAL",
+        r.get("id_token_claims"),
+    )
+    accounts = a.get_accounts(username=FED_USER)
+    check(len(accounts) == 1, "MSAL cached the federated account", accounts)
+    if accounts:
+        r2 = a.acquire_token_silent([f"{AKS_SERVER}/.default"], account=accounts[0])
+        check(
+            bool(r2) and claims(r2.get("access_token", "x.e30.x")).get("aud") == AKS_SERVER,
+            "the federated user's refresh token buys an AKS server token",
+            r2,
+        )
+
+    try:
+        bad = app(TENANT).acquire_token_by_username_password(FED_USER, "not the password", scopes=[ARM_SCOPE])
+        check(False, "a wrong federated password is refused", bad)
+    except RuntimeError as e:
+        # MSAL raises with the parsed SOAP fault of AD FS's HTTP 500.
+        text = str(e)
+        check(
+            "FailedAuthentication" in text and "ID3242" in text,
+            "a wrong federated password gives AD FS's FailedAuthentication fault",
+            text,
+        )
+
+
 if __name__ == "__main__":
     try:
-        main()
+        if MODE == "federated":
+            federated()
+        else:
+            main()
     except Exception as e:  # a crash inside MSAL is a fidelity failure too
         failures.append(repr(e))
         print(f"FAIL MSAL raised {e!r}")

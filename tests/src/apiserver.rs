@@ -7,7 +7,8 @@
 //! (`iss` `https://sts.windows.net/{tid}/`; managed clusters also take the
 //! v2 issuer, as newer guard versions do), with `aud` exactly the server id
 //! (managed AAD, guard) or exactly `spn:<server id>` (legacy AAD,
-//! kube-apiserver `--oidc-client-id`).
+//! kube-apiserver `--oidc-client-id`). Local-account clusters take client
+//! certificates instead (`local_accounts`).
 //!
 //! Discovery is served in the legacy (non-aggregated) form whatever the
 //! `Accept` header asks: client-go falls back when the answer's content type
@@ -46,9 +47,13 @@ async fn handle(State((shared, cluster)): State<ClusterState>, request: Request)
     let Some(spec) = shared.scenario.cluster(&cluster) else {
         return status(500, "InternalError", "cluster is not in the scenario");
     };
-    let caller = match bearer(&parts.headers) {
-        Bearer::Token(token) => authenticate(&shared, spec, token, time::now_unix()),
-        Bearer::Missing | Bearer::OtherScheme => None,
+    let caller = match shared.local_clusters.get(&cluster) {
+        // Local accounts: client certificates only (`local_accounts`).
+        Some(local) => local.caller(&parts.extensions),
+        None => match bearer(&parts.headers) {
+            Bearer::Token(token) => authenticate(&shared, spec, token, time::now_unix()),
+            Bearer::Missing | Bearer::OtherScheme => None,
+        },
     };
     let Some(caller) = caller else {
         return status(401, "Unauthorized", "Unauthorized");
@@ -87,7 +92,8 @@ async fn handle(State((shared, cluster)): State<ClusterState>, request: Request)
     }
 }
 
-/// The caller's `upn` (or `oid`) when the token is good for this cluster.
+/// The caller's `upn` (`appid` for a service principal, else `oid`) when
+/// the token is good for this cluster.
 fn authenticate(shared: &Shared, spec: &ClusterSpec, token: &str, now: u64) -> Option<String> {
     let claims = shared.key.verify(token).ok()?;
     check_times(&claims, now).ok()?;
@@ -100,11 +106,11 @@ fn authenticate(shared: &Shared, spec: &ClusterSpec, token: &str, now: u64) -> O
     if claim("aud") != spec.aad.audience() {
         return None;
     }
-    let who = if claim("upn").is_empty() {
-        claim("oid")
-    } else {
-        claim("upn")
-    };
+    let who = ["upn", "appid", "oid"]
+        .into_iter()
+        .map(claim)
+        .find(|v| !v.is_empty())
+        .unwrap_or("");
     (!who.is_empty()).then(|| who.to_owned())
 }
 

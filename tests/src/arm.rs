@@ -217,14 +217,21 @@ fn list_credential(
         &mut shared.state().counters.arm_by_cluster,
         cluster.name.clone(),
     );
-    let yaml = kubeconfig::cluster_user(
-        cluster,
-        server,
-        &shared.ca_pem,
-        &scenario.tenant_id,
-        &scenario.environment,
-        format,
-    );
+    // Clusters without Entra ID return a client certificate, whatever the
+    // format asked for.
+    let yaml = match shared.local_clusters.get(&cluster.name) {
+        Some(local) => {
+            crate::local_accounts::kubeconfig(cluster, server, &shared.ca_pem, &local.credential)
+        }
+        None => kubeconfig::cluster_user(
+            cluster,
+            server,
+            &shared.ca_pem,
+            &scenario.tenant_id,
+            &scenario.environment,
+            format,
+        ),
+    };
     Ok(json!({"kubeconfigs": [{"name": "clusterUser", "value": STANDARD.encode(yaml)}]}))
 }
 

@@ -37,8 +37,32 @@ pub struct Counters {
     /// API server requests by cluster name.
     pub apiserver_by_cluster: BTreeMap<String, u64>,
     /// Authenticated API server requests by cluster name, then by the
-    /// caller's `upn` claim.
+    /// caller: the `upn` claim, else `appid` (service principals), else
+    /// `oid`; the client certificate's CN on local-account clusters.
     pub apiserver_callers: BTreeMap<String, BTreeMap<String, u64>>,
+    /// `GET /adfs/services/trust/mex`.
+    pub mex: u64,
+    /// WS-Trust requests to AD FS, whatever the outcome.
+    pub wstrust: u64,
+    /// WS-Trust requests by endpoint version (`1.3`, `2005`).
+    pub wstrust_by_version: BTreeMap<String, u64>,
+    /// WS-Trust requests by the username they carry (empty when unreadable).
+    pub wstrust_requests_by_user: BTreeMap<String, u64>,
+    /// WS-Trust requests refused with `FailedAuthentication`, by username.
+    pub wstrust_failures_by_user: BTreeMap<String, u64>,
+    /// `client_credentials` requests by a known service principal, whatever
+    /// the outcome, by client id (lower case).
+    pub client_credential_grants_by_client: BTreeMap<String, u64>,
+    /// Of those, the ones refused for the client's secret or assertion.
+    pub client_credential_failures_by_client: BTreeMap<String, u64>,
+    /// Client assertions (certificate or federated) refused, by client id.
+    pub assertion_failures_by_client: BTreeMap<String, u64>,
+    /// Certificate assertions whose `jti` was already used (or missing),
+    /// by client id, refused or not.
+    pub assertion_replays_by_client: BTreeMap<String, u64>,
+    /// The longest `exp − now` (seconds) of an accepted certificate
+    /// assertion, by client id.
+    pub assertion_lifetime_max_by_client: BTreeMap<String, u64>,
 }
 
 impl Counters {
@@ -98,7 +122,56 @@ impl Counters {
             .unwrap_or(0)
     }
 
+    /// `client_credentials` requests by this service principal.
+    pub fn client_credential_grants(&self, client_id: &str) -> u64 {
+        by_client(&self.client_credential_grants_by_client, client_id)
+    }
+
+    /// `client_credentials` requests refused for this client's credential.
+    pub fn client_credential_failures(&self, client_id: &str) -> u64 {
+        by_client(&self.client_credential_failures_by_client, client_id)
+    }
+
+    /// Client assertions of this client that were refused.
+    pub fn assertion_failures(&self, client_id: &str) -> u64 {
+        by_client(&self.assertion_failures_by_client, client_id)
+    }
+
+    /// Certificate assertions of this client that repeated a `jti`.
+    pub fn assertion_replays(&self, client_id: &str) -> u64 {
+        by_client(&self.assertion_replays_by_client, client_id)
+    }
+
+    /// The longest remaining lifetime (seconds) of an accepted certificate
+    /// assertion of this client; `None` before the first one.
+    pub fn longest_assertion_lifetime(&self, client_id: &str) -> Option<u64> {
+        self.assertion_lifetime_max_by_client
+            .get(&client_id.to_lowercase())
+            .copied()
+    }
+
+    /// WS-Trust requests AD FS received for `upn` (each carries the
+    /// password).
+    pub fn wstrust_requests(&self, upn: &str) -> u64 {
+        self.wstrust_requests_by_user
+            .get(&upn.to_lowercase())
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// WS-Trust requests for `upn` refused with `FailedAuthentication`.
+    pub fn wstrust_failures(&self, upn: &str) -> u64 {
+        self.wstrust_failures_by_user
+            .get(&upn.to_lowercase())
+            .copied()
+            .unwrap_or(0)
+    }
+
     pub(crate) fn bump<K: Ord>(map: &mut BTreeMap<K, u64>, key: K) {
         *map.entry(key).or_default() += 1;
     }
+}
+
+fn by_client(map: &BTreeMap<String, u64>, client_id: &str) -> u64 {
+    map.get(&client_id.to_lowercase()).copied().unwrap_or(0)
 }

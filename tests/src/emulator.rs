@@ -11,11 +11,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::client_credentials::AppState;
 use crate::counters::Counters;
 use crate::directory::Directory;
+use crate::local_accounts::{LocalAccountCredential, LocalClusters};
+use crate::workload::WorkloadIssuer;
 use crate::jwt::{Claims, SigningKey};
 use crate::scenario::{KubeconfigFormat, Scenario, UserState};
-use crate::{apiserver, arm, kubeconfig, login, time, tls, token};
+use crate::{apiserver, arm, client_credentials, kubeconfig, local_accounts, login, time, tls, token};
 
 /// A transient failure to answer instead of doing the work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +40,11 @@ pub enum FaultTarget {
 
 pub(crate) struct State {
     pub directory: Directory,
+    /// Service principals' secrets, certificate expiry, seen assertions.
+    pub apps: AppState,
     pub counters: Counters,
+    /// AD FS: faults to inject, assertions issued.
+    pub adfs: crate::adfs::AdfsState,
     token_faults: VecDeque<Fault>,
     arm_faults: VecDeque<Fault>,
 }
@@ -61,8 +68,14 @@ pub(crate) struct Shared {
     pub login_url: String,
     pub arm_url: String,
     pub cluster_urls: BTreeMap<String, String>,
+    /// The AD FS of the federated domain, when the scenario has one.
+    pub adfs_url: Option<String>,
     pub ca_pem: String,
     pub key: SigningKey,
+    /// Signs the federated tokens of the external issuers (workload identity).
+    pub workload_issuer: WorkloadIssuer,
+    /// CAs and client certificates of the local-account clusters.
+    pub local_clusters: LocalClusters,
     state: Mutex<State>,
 }
 
@@ -92,7 +105,7 @@ impl Shared {
 /// its own `https://127.0.0.1:<port>`, all with certificates from one CA.
 /// Dropping it stops the servers.
 pub struct Emulator {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -119,9 +132,16 @@ impl Emulator {
     pub async fn start(scenario: Scenario) -> std::io::Result<Emulator> {
         let key = SigningKey::emulator().map_err(std::io::Error::other)?;
         let tls = tls::generate().map_err(std::io::Error::other)?;
+        let workload_issuer = WorkloadIssuer::new().map_err(std::io::Error::other)?;
+        let local_clusters = LocalClusters::new(&scenario, &tls.config, time::now_unix())
+            .map_err(std::io::Error::other)?;
 
         let (login_listener, login_url) = bind_loopback().await?;
         let (arm_listener, arm_url) = bind_loopback().await?;
+        let adfs_listener = match scenario.federation {
+            Some(_) => Some(bind_loopback().await?),
+            None => None,
+        };
         let mut cluster_listeners = Vec::new();
         let mut cluster_urls = BTreeMap::new();
         for cluster in &scenario.clusters {
@@ -137,7 +157,9 @@ impl Emulator {
 
         let state = State {
             directory: Directory::new(&scenario.users, scenario.lockout_threshold),
+            apps: AppState::new(&scenario.service_principals),
             counters: Counters::default(),
+            adfs: crate::adfs::AdfsState::new(&scenario),
             token_faults: VecDeque::new(),
             arm_faults: VecDeque::new(),
         };
@@ -146,8 +168,11 @@ impl Emulator {
             login_url,
             arm_url,
             cluster_urls,
+            adfs_url: adfs_listener.as_ref().map(|(_, url)| url.clone()),
             ca_pem: tls.ca_pem,
             key,
+            workload_issuer,
+            local_clusters,
             state: Mutex::new(state),
         });
 
@@ -170,8 +195,22 @@ impl Emulator {
         };
         serve(login_listener, login::router(shared.clone()));
         serve(arm_listener, arm::router(shared.clone()));
+        if let Some((listener, _)) = adfs_listener {
+            serve(listener, crate::adfs::router(shared.clone()));
+        }
+        // Local-account clusters ask for client certificates: their own
+        // acceptor, and the certificates go to the handler.
+        let mut local = Vec::new();
         for (name, listener) in cluster_listeners {
-            serve(listener, apiserver::router(shared.clone(), name));
+            match shared.local_clusters.acceptor(&name) {
+                Some(acceptor) => local.push((listener, acceptor, name)),
+                None => serve(listener, apiserver::router(shared.clone(), name)),
+            }
+        }
+        for (listener, acceptor, name) in local {
+            let router = apiserver::router(shared.clone(), name);
+            let stop = shutdown.subscribe();
+            tasks.push(local_accounts::serve(listener, acceptor, router, stop));
         }
         Ok(Emulator {
             shared,
@@ -223,6 +262,14 @@ impl Emulator {
     ) -> Option<String> {
         let spec = self.shared.scenario.cluster(cluster)?;
         let server = self.shared.cluster_urls.get(cluster)?;
+        if let Some(local) = self.shared.local_clusters.get(cluster) {
+            return Some(local_accounts::kubeconfig(
+                spec,
+                server,
+                &self.shared.ca_pem,
+                &local.credential,
+            ));
+        }
         Some(kubeconfig::cluster_user(
             spec,
             server,
@@ -248,6 +295,109 @@ impl Emulator {
             now,
         );
         Some(self.shared.key.sign(&claims))
+    }
+
+    /// A valid app-only access token as the client credentials grant would
+    /// issue it to service principal `client_id` for `resource`, without a
+    /// sign-in and without touching counters. `None` for a client that is
+    /// not a service principal of the scenario.
+    pub fn issue_app_token(&self, client_id: &str, resource: &str) -> Option<String> {
+        let sp = self.shared.scenario.service_principal(client_id)?;
+        let claims = client_credentials::app_token_claims(
+            &self.shared,
+            &sp.client_id,
+            resource,
+            "1",
+            time::now_unix(),
+        );
+        Some(self.shared.key.sign(&claims))
+    }
+
+    /// A federated token from the scenario's first federated credential's
+    /// issuer (else [`standard::WORKLOAD_ISSUER`](crate::standard::WORKLOAD_ISSUER)),
+    /// as kubelet projects it into a pod: what a test writes into the
+    /// workload identity token file. Valid from now for `lifetime`.
+    pub fn issue_federated_token(
+        &self,
+        subject: &str,
+        audience: &str,
+        lifetime: Duration,
+    ) -> String {
+        let issuer = self
+            .shared
+            .scenario
+            .service_principals
+            .iter()
+            .find_map(|sp| sp.federated.as_ref())
+            .map_or(crate::scenario::standard::WORKLOAD_ISSUER, |f| {
+                f.issuer.as_str()
+            });
+        self.issue_federated_token_from(issuer, subject, audience, lifetime)
+    }
+
+    /// A federated token from any issuer: the emulator signs for every
+    /// external issuer with the same test key.
+    pub fn issue_federated_token_from(
+        &self,
+        issuer: &str,
+        subject: &str,
+        audience: &str,
+        lifetime: Duration,
+    ) -> String {
+        self.shared
+            .workload_issuer
+            .issue(issuer, subject, audience, lifetime, time::now_unix())
+    }
+
+    /// The JWKS of the external issuers (what Entra fetches to check
+    /// federated tokens).
+    pub fn federated_issuer_jwks(&self) -> serde_json::Value {
+        self.shared.workload_issuer.jwks()
+    }
+
+    /// Replaces a service principal's client secret (the old one then gets
+    /// AADSTS7000215) and clears its expiry. Returns false for an unknown
+    /// service principal.
+    pub fn set_client_secret(&self, client_id: &str, secret: &str) -> bool {
+        if self.shared.scenario.service_principal(client_id).is_none() {
+            return false;
+        }
+        self.shared.state().apps.set_secret(client_id, secret);
+        true
+    }
+
+    /// The service principal's secret expires: the right secret now gets
+    /// AADSTS7000222. Returns false for an unknown service principal.
+    pub fn expire_client_secret(&self, client_id: &str) -> bool {
+        if self.shared.scenario.service_principal(client_id).is_none() {
+            return false;
+        }
+        self.shared.state().apps.expire_secret(client_id);
+        true
+    }
+
+    /// The service principal's registered certificate expires: its client
+    /// assertions now get AADSTS700027 ("The key used is expired").
+    /// Returns false for an unknown service principal.
+    pub fn expire_certificate(&self, client_id: &str) -> bool {
+        if self.shared.scenario.service_principal(client_id).is_none() {
+            return false;
+        }
+        self.shared.state().apps.expire_certificate(client_id);
+        true
+    }
+
+    /// Whether a repeated certificate assertion (`jti` seen before) is
+    /// refused (the default, stricter than Entra) or only counted (as Entra
+    /// behaves).
+    pub fn set_assertion_replay_check(&self, refuse: bool) {
+        self.shared.state().apps.replay_check = refuse;
+    }
+
+    /// The client certificate and key of a local-account cluster (what its
+    /// kubeconfig carries). `None` for other clusters.
+    pub fn local_account_credential(&self, cluster: &str) -> Option<LocalAccountCredential> {
+        Some(self.shared.local_clusters.get(cluster)?.credential.clone())
     }
 
     /// Changes a user's state (e.g. lift a lockout, require MFA). Returns

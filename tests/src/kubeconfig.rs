@@ -14,7 +14,7 @@ pub fn user_name(cluster: &ClusterSpec) -> String {
 }
 
 /// A YAML scalar: plain when that cannot be misread, single-quoted otherwise.
-fn scalar(s: &str) -> String {
+pub(crate) fn scalar(s: &str) -> String {
     let plain_safe = !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./:@".contains(c))
@@ -52,7 +52,8 @@ pub fn cluster_user(
         KubeconfigFormat::Azure => {
             let config_mode = match cluster.aad {
                 ClusterAad::ManagedAad => "        config-mode: '1'\n",
-                ClusterAad::LegacyAad { .. } => "",
+                // Local-account clusters get `local_accounts::kubeconfig`.
+                ClusterAad::LegacyAad { .. } | ClusterAad::LocalAccounts => "",
             };
             format!(
                 "    auth-provider:
@@ -69,7 +70,7 @@ pub fn cluster_user(
             // kubelogin's switch for the `spn:` audience of legacy clusters,
             // as `kubelogin convert-kubeconfig` writes it.
             let legacy = match cluster.aad {
-                ClusterAad::ManagedAad => "",
+                ClusterAad::ManagedAad | ClusterAad::LocalAccounts => "",
                 ClusterAad::LegacyAad { .. } => "      - --legacy\n",
             };
             format!(

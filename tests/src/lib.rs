@@ -27,11 +27,54 @@
 //! [`Scenario::standard`]: tenant `contoso.onmicrosoft.com`
 //! ([`standard::TENANT_ID`]) with custom domain `contoso.com`; users
 //! `alice@contoso.com` (active), `locked@…`, `mfa@…`, `disabled@…`, all with
-//! password [`standard::PASSWORD`]; clusters `aks-one` (AKS-managed AAD,
-//! kubeconfig in `azure` format by default), `aks-two` (managed, `exec`)
-//! and `aks-legacy` (legacy AAD with its own server and client apps), in
+//! password [`standard::PASSWORD`]; service principals with a client
+//! secret ([`standard::SP_SECRET_CLIENT_ID`]), with a certificate
+//! ([`standard::SP_CERT_CLIENT_ID`], test-only PEM and PKCS#12 in
+//! `tests/data/sp-cert.*`) and with a federated credential for workload
+//! identity ([`standard::WORKLOAD_CLIENT_ID`]); clusters `aks-one`
+//! (AKS-managed AAD, kubeconfig in `azure` format by default), `aks-two`
+//! (managed, `exec`), `aks-legacy` (legacy AAD with its own server and
+//! client apps) and `aks-local` (local accounts, no Entra ID), in
 //! subscription [`standard::SUBSCRIPTION`], resource group `rg-demo`.
 //! [`Scenario::many_managed`] has the same tenant and `n` managed clusters.
+//!
+//! # Service principals and workload identity
+//!
+//! Both token endpoints take `grant_type=client_credentials` with a
+//! `client_secret`, or with a `client_assertion` that is either signed with
+//! the registered certificate (RS256/PS256, `x5t`/`x5t#S256`, `aud` = the
+//! token endpoint, fresh `jti`) or a federated token from
+//! [`Emulator::issue_federated_token`]. Every check and its AADSTS code is
+//! listed in `client_credentials.rs` and `workload.rs`. Access tokens for
+//! service principals are app-only (`idtyp` `app`, `appid`, no `upn`);
+//! ARM and the API servers accept them, and count the caller by `appid`.
+//! Knobs: [`Emulator::expire_client_secret`], [`Emulator::set_client_secret`],
+//! [`Emulator::expire_certificate`], [`Emulator::set_assertion_replay_check`].
+//!
+//! # Local accounts
+//!
+//! `aks-local`'s `listClusterUserCredential` returns a kubeconfig with
+//! `client-certificate-data`/`client-key-data` (CN `clusterUser`, O
+//! `system:masters`, from the cluster's own CA, valid two years; also
+//! [`Emulator::local_account_credential`]); its API server authenticates
+//! that certificate and answers 401 without it.
+//!
+//! # Federation (AD FS)
+//!
+//! Users of [`standard::FEDERATED_DOMAIN`] (`bob@fabrikam.com`, password
+//! [`standard::FEDERATED_PASSWORD`]) are federated: the user realm answers
+//! `Federated` with the metadata and WS-Trust URLs of an emulated AD FS on
+//! its own listener ([`Emulator::adfs_url`]). It serves a real MEX document
+//! ([`MexOffer`]: 1.3 and 2005, 2005 only, padded and wrapped in a SOAP
+//! envelope, missing, malformed), checks WS-Trust 1.3 and 2005 requests,
+//! answers a wrong password with HTTP 500 and `a:FailedAuthentication`, and
+//! issues SAML 1.1 or 2.0 assertions ([`SamlVersion`]) that both token
+//! endpoints redeem with the `saml1_1-bearer` / `saml2-bearer` grants
+//! (standard base64 or URL-safe without padding), refusing assertions it
+//! did not issue, changed ones and expired ones. Knobs:
+//! [`Emulator::set_mex_offer`], [`Emulator::set_saml_version`],
+//! [`Emulator::expire_assertions`], [`Emulator::adfs_fail_next`]; counters:
+//! [`Counters::wstrust_requests`], [`Counters::wstrust_failures`].
 //!
 //! # Tokens
 //!
@@ -66,8 +109,11 @@
 //!
 //! [`Emulator::counters`] snapshots requests per endpoint kind, token
 //! requests per `(grant_type, resource)`, password attempts and failures
-//! per user ([`Counters::password_attempts`]), `listClusterUserCredential`
-//! calls per cluster, and API server calls per cluster and caller.
+//! per user ([`Counters::password_attempts`]), client-credentials grants,
+//! failures and assertion replays per client id
+//! ([`Counters::client_credential_grants`], [`Counters::assertion_replays`]),
+//! `listClusterUserCredential` calls per cluster, and API server calls per
+//! cluster and caller.
 //!
 //! # Trouble on demand
 //!
@@ -78,23 +124,31 @@
 //! token endpoints or ARM.
 
 mod aad_error;
+mod adfs;
 mod apiserver;
 mod arm;
+mod client_credentials;
 mod counters;
 mod directory;
 mod emulator;
 mod http;
 pub mod jwt;
 pub mod kubeconfig;
+mod local_accounts;
 mod login;
 pub mod scenario;
 mod time;
 mod tls;
 mod token;
+mod workload;
+mod x509;
 
+pub use adfs::{AdfsFault, Federation, MexOffer, SamlVersion};
 pub use counters::Counters;
 pub use emulator::{Emulator, Fault, FaultTarget};
+pub use local_accounts::LocalAccountCredential;
 pub use scenario::{
     AKS_CLIENT_APP_ID, AKS_SERVER_APP_ID, ARM_AUDIENCES, ARM_RESOURCE, AZURE_CLI_CLIENT_ID,
-    ClusterAad, ClusterSpec, KubeconfigFormat, Scenario, UserSpec, UserState, standard,
+    ClusterAad, ClusterSpec, FederatedCredentialSpec, KubeconfigFormat, Scenario,
+    ServicePrincipalSpec, TOKEN_EXCHANGE_AUDIENCE, UserSpec, UserState, standard,
 };

@@ -31,7 +31,8 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         ["common", "userrealm", _] if get => {
             shared.state().counters.realm += 1;
             let api_version = query_param(&parts.uri, "api-version");
-            let body = user_realm(&shared.scenario, &segs[2], api_version.as_deref());
+            let body = crate::adfs::user_realm(&shared, &segs[2], api_version.as_deref())
+                .unwrap_or_else(|| user_realm(&shared.scenario, &segs[2], api_version.as_deref()));
             http::json(200, &body, &[])
         }
         [_, "v2.0", ".well-known", "openid-configuration"] if get => {

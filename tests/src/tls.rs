@@ -29,6 +29,9 @@ pub enum TlsError {
 pub(crate) struct Tls {
     pub ca_pem: String,
     pub acceptor: TlsAcceptor,
+    /// The configuration behind `acceptor`, for servers that need a variant
+    /// of it (local-account clusters ask for client certificates).
+    pub config: Arc<rustls::ServerConfig>,
 }
 
 pub(crate) fn generate() -> Result<Tls, TlsError> {
@@ -69,9 +72,11 @@ pub(crate) fn generate() -> Result<Tls, TlsError> {
         )?;
     // The servers speak HTTP/1.1 only; say so, or Go clients try h2.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = Arc::new(config);
     Ok(Tls {
         ca_pem: ca_cert.pem(),
-        acceptor: TlsAcceptor::from(Arc::new(config)),
+        acceptor: TlsAcceptor::from(config.clone()),
+        config,
     })
 }
 

@@ -57,7 +57,12 @@ pub(crate) fn resolve_tenant(shared: &Shared, segment: &str) -> Result<Tenant, A
 }
 
 /// Grants [`authenticate`] knows.
-const GRANTS: [&str; 2] = ["password", "refresh_token"];
+const GRANTS: [&str; 4] = [
+    "password",
+    "refresh_token",
+    crate::adfs::SAML11_GRANT,
+    crate::adfs::SAML2_GRANT,
+];
 
 const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "offline_access", "email"];
 
@@ -145,7 +150,7 @@ fn normalize_resource(r: &str) -> String {
     r.trim_end_matches('/').to_ascii_lowercase()
 }
 
-fn is_known_resource(shared: &Shared, resource: &str) -> bool {
+pub(crate) fn is_known_resource(shared: &Shared, resource: &str) -> bool {
     let r = normalize_resource(resource);
     ARM_AUDIENCES.iter().any(|a| normalize_resource(a) == r)
         || r == AKS_SERVER_APP_ID
@@ -199,6 +204,9 @@ pub(crate) fn token(
     );
     let tenant = resolve_tenant(shared, req.tenant)?;
     let grant_type = grant_type.ok_or_else(|| AadError::missing_parameter("grant_type"))?;
+    if grant_type == "client_credentials" {
+        return crate::client_credentials::token(shared, state, req, tenant, now);
+    }
     let client_id =
         form_get(req.form, "client_id").ok_or_else(|| AadError::missing_parameter("client_id"))?;
     if !is_known_client(shared, client_id) {
@@ -231,8 +239,20 @@ pub(crate) fn token(
         ));
     }
 
-    let (identity, target) =
-        authenticate(shared, state, req, tenant, grant_type, client_id, target)?;
+    let (identity, target) = match grant_type {
+        // Federated users: the assertion AD FS issued stands for the password.
+        crate::adfs::SAML11_GRANT | crate::adfs::SAML2_GRANT => {
+            if req.version == Version::V2 && tenant == Tenant::Common {
+                return Err(AadError::grant_needs_tenant());
+            }
+            let target = target.ok_or_else(|| AadError::missing_parameter("resource"))?;
+            let assertion = form_get(req.form, "assertion")
+                .ok_or_else(|| AadError::missing_parameter("assertion"))?;
+            let identity = crate::adfs::redeem(shared, state, grant_type, assertion, now)?;
+            (identity, target)
+        }
+        _ => authenticate(shared, state, req, tenant, grant_type, client_id, target)?,
+    };
     let refresh_token = (target.offline_access || grant_type == "refresh_token").then(|| {
         state
             .directory

@@ -331,6 +331,7 @@ pub async fn list_cluster_user_credential(
     format: Option<&str>,
     server_fqdn: Option<&str>,
 ) -> Result<ClusterAccess, ArmError> {
+    let _timer = crate::metrics::upstream(crate::metrics::Upstream::Arm);
     let url = credential_url(
         &cloud.arm_endpoint,
         subscription,
@@ -462,7 +463,7 @@ mod tests {
         let decoded = parse_credential_response(&body).unwrap();
         let access = parse_skeleton(&decoded, None).unwrap();
         assert_eq!(
-            access.auth.server_id,
+            access.auth.aad().unwrap().server_id,
             "6dae42f8-4368-4678-94ff-3960e28e3630"
         );
     }
@@ -603,7 +604,7 @@ mod tests {
 
         let access = call(Some("azure")).await.unwrap();
         assert_eq!(
-            access.auth.server_id,
+            access.auth.aad().unwrap().server_id,
             "6dae42f8-4368-4678-94ff-3960e28e3630"
         );
         let req = seen.recv().await.unwrap();

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use crate::entra::Endpoint;
+use crate::secret::Secret;
 
 /// The public client AKS-managed Entra ID clusters use in every cloud
 /// (PROTOCOLS.md, Clouds).
@@ -40,7 +41,27 @@ pub struct ClusterAccess {
     pub ca_file: Option<PathBuf>,
     pub tls_server_name: Option<String>,
     pub insecure_skip_tls_verify: bool,
-    pub auth: AadParams,
+    pub auth: ClusterAuth,
+}
+
+/// How the kubeconfig's user proves itself to the API server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterAuth {
+    /// An Entra ID token (auth-provider azure, or kubelogin).
+    Aad(AadParams),
+    /// A local account: the client certificate (PEM) and its key (PEM),
+    /// as `listClusterUserCredential` returns them for clusters without
+    /// Entra ID integration.
+    ClientCertificate { cert_pem: String, key_pem: Secret },
+}
+
+impl ClusterAuth {
+    pub fn aad(&self) -> Option<&AadParams> {
+        match self {
+            ClusterAuth::Aad(p) => Some(p),
+            ClusterAuth::ClientCertificate { .. } => None,
+        }
+    }
 }
 
 /// The Entra ID parameters of a kubeconfig user.
@@ -182,7 +203,9 @@ struct UserEntry {
     auth_provider: Option<AuthProvider>,
     exec: Option<ExecConfig>,
     #[serde(rename = "client-certificate-data")]
-    client_certificate_data: Option<IgnoredAny>,
+    client_certificate_data: Option<String>,
+    #[serde(rename = "client-key-data")]
+    client_key_data: Option<Secret>,
     #[serde(rename = "client-certificate")]
     client_certificate: Option<IgnoredAny>,
     token: Option<IgnoredAny>,
@@ -365,7 +388,7 @@ pub fn parse_skeleton(
         .as_deref()
         .map(|data| decode_ca(data, &format!("{cpath}.certificate-authority-data")))
         .transpose()?;
-    let auth = aad_params(user, &user_name)?;
+    let auth = user_auth(user, &user_name)?;
     Ok(ClusterAccess {
         context: context_name,
         cluster_name,
@@ -397,6 +420,58 @@ fn decode_ca(data: &str, path: &str) -> Result<Vec<u8>, KubeconfigError> {
         });
     }
     Ok(pem)
+}
+
+fn user_auth(user: &NamedUser, name: &str) -> Result<ClusterAuth, KubeconfigError> {
+    let entry = user.user.as_ref();
+    if let Some(entry) = entry
+        && entry.auth_provider.is_none()
+        && entry.exec.is_none()
+        && let (Some(cert), Some(key)) = (&entry.client_certificate_data, &entry.client_key_data)
+    {
+        let cert_path = format!("users[{name}].client-certificate-data");
+        let cert_pem = decode_pem(cert, &cert_path, "CERTIFICATE")?;
+        let key_path = format!("users[{name}].client-key-data");
+        let key_pem = decode_pem(key.expose(), &key_path, "PRIVATE KEY")?;
+        return Ok(ClusterAuth::ClientCertificate {
+            cert_pem: String::from_utf8(cert_pem).map_err(|_| KubeconfigError::Invalid {
+                path: cert_path,
+                reason: "not text".into(),
+            })?,
+            key_pem: Secret::new(String::from_utf8(key_pem).map_err(|_| {
+                KubeconfigError::Invalid {
+                    path: key_path,
+                    reason: "not text".into(),
+                }
+            })?),
+        });
+    }
+    aad_params(user, name).map(ClusterAuth::Aad)
+}
+
+/// Base64 of a PEM block whose BEGIN line contains `kind`. The decoded key
+/// is zeroized when dropped; errors never quote the data.
+fn decode_pem(data: &str, path: &str, kind: &str) -> Result<Vec<u8>, KubeconfigError> {
+    let compact: zeroize::Zeroizing<String> =
+        zeroize::Zeroizing::new(data.chars().filter(|c| !c.is_ascii_whitespace()).collect());
+    let pem = zeroize::Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(compact.as_bytes())
+            .map_err(|_| KubeconfigError::Invalid {
+                path: path.to_string(),
+                reason: "not base64".into(),
+            })?,
+    );
+    let begin = b"-----BEGIN ";
+    let is_pem = pem.windows(begin.len()).any(|w| w == begin)
+        && pem.windows(kind.len()).any(|w| w == kind.as_bytes());
+    if !is_pem {
+        return Err(KubeconfigError::Invalid {
+            path: path.to_string(),
+            reason: format!("the decoded data holds no PEM {}", kind.to_lowercase()),
+        });
+    }
+    Ok(pem.to_vec())
 }
 
 fn aad_params(user: &NamedUser, name: &str) -> Result<AadParams, KubeconfigError> {
@@ -607,23 +682,23 @@ mod tests {
         assert!(pem.starts_with(b"-----BEGIN CERTIFICATE-----"));
         assert_eq!(access.ca_file, None);
         assert!(!access.insecure_skip_tls_verify);
-        assert_eq!(access.auth, managed());
-        assert_eq!(aad_resource(&access.auth), SERVER_ID);
-        assert_eq!(token_endpoint(&access.auth), Endpoint::V2);
+        assert_eq!(access.auth, ClusterAuth::Aad(managed()));
+        assert_eq!(aad_resource(access.auth.aad().unwrap()), SERVER_ID);
+        assert_eq!(token_endpoint(access.auth.aad().unwrap()), Endpoint::V2);
     }
 
     #[test]
     fn aks_exec_kubeconfig() {
         let access = parse_skeleton(&testdata("managed-exec.yaml"), None).unwrap();
         assert_eq!(access.user_name, "clusterUser_rg-prod_aks-prod");
-        assert_eq!(access.auth, managed());
+        assert_eq!(access.auth, ClusterAuth::Aad(managed()));
         assert!(access.ca_pem.is_some());
     }
 
     #[test]
     fn legacy_auth_provider() {
         let access = parse_skeleton(&testdata("legacy-azure.yaml"), None).unwrap();
-        let auth = access.auth;
+        let auth = access.auth.aad().unwrap().clone();
         assert!(auth.legacy);
         assert_eq!(auth.server_id, "2ca4a1b2-0d0b-4a44-9b0c-5b1f3d9c1a11");
         assert_eq!(auth.client_id, "c8f2e3a1-7e8d-4c4b-9d8e-6a1b2c3d4e5f");
@@ -645,6 +720,8 @@ mod tests {
             parse_skeleton(yaml(mode).as_bytes(), None)
                 .unwrap()
                 .auth
+                .aad()
+                .unwrap()
                 .legacy
         };
         assert!(legacy(""));
@@ -667,7 +744,8 @@ mod tests {
     }
 
     fn exec_auth(command: &str, args: &[&str]) -> Result<AadParams, KubeconfigError> {
-        parse_skeleton(exec_yaml(command, args).as_bytes(), None).map(|a| a.auth)
+        parse_skeleton(exec_yaml(command, args).as_bytes(), None)
+            .map(|a| a.auth.aad().cloned().unwrap())
     }
 
     #[test]
@@ -797,17 +875,33 @@ mod tests {
     }
 
     #[test]
-    fn local_account_is_not_entra() {
+    fn local_account_client_certificate() {
+        // The test file's certificate data is not PEM: refused, and neither
+        // the key nor the token appears in the error.
         let err = parse_skeleton(&testdata("local-account.yaml"), None).unwrap_err();
-        assert_eq!(
-            err,
-            KubeconfigError::NoEntraId {
-                user: "clusterUser_rg-dev_aks-dev".into()
-            }
+        assert!(
+            matches!(&err, KubeconfigError::Invalid { path, .. } if path.ends_with("client-certificate-data")),
+            "{err}"
         );
-        assert!(err.to_string().contains("no Entra ID integration"));
-        // Neither the key nor the token appears anywhere.
         assert!(!format!("{err:?}").contains("c2VjcmV0"));
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let key = "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n";
+        let yaml = format!(
+            "clusters:\n- name: c\n  cluster:\n    server: https://x\nusers:\n- name: u\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+            b64(cert),
+            b64(key)
+        );
+        let a = parse_skeleton(yaml.as_bytes(), None).unwrap();
+        match &a.auth {
+            ClusterAuth::ClientCertificate { cert_pem, key_pem } => {
+                assert_eq!(cert_pem, cert);
+                assert_eq!(key_pem.expose(), key);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!format!("{a:?}").contains("MIIE"), "the key never prints");
     }
 
     #[test]
@@ -834,10 +928,10 @@ mod tests {
         assert_eq!(a.context.as_deref(), Some("staging"));
         assert_eq!(a.server, "https://staging.example.test:443");
         assert_eq!(a.ca_file, Some(PathBuf::from("ca/staging.crt")));
-        assert_eq!(a.auth.server_id, SERVER_ID);
+        assert_eq!(a.auth.aad().unwrap().server_id, SERVER_ID);
         let a = parse_skeleton(&yaml, Some("prod")).unwrap();
         assert_eq!(a.server, "https://prod.example.test:443");
-        assert_eq!(a.auth.tenant_id.as_deref(), Some(TENANT));
+        assert_eq!(a.auth.aad().unwrap().tenant_id.as_deref(), Some(TENANT));
         let err = parse_skeleton(&yaml, Some("nope")).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -876,13 +970,21 @@ mod tests {
         );
         assert!(a.insecure_skip_tls_verify);
         assert_eq!(a.tls_server_name.as_deref(), Some("api.internal"));
-        assert_eq!(a.auth.server_id, "s");
+        assert_eq!(a.auth.aad().unwrap().server_id, "s");
     }
 
     #[test]
     fn json_kubeconfig_is_yaml_too() {
         let json = br#"{"clusters":[{"name":"c","cluster":{"server":"https://x"}}],"users":[{"name":"u","user":{"exec":{"command":"kubelogin","args":["get-token","--server-id","s"]}}}]}"#;
-        assert_eq!(parse_skeleton(json, None).unwrap().auth.server_id, "s");
+        assert_eq!(
+            parse_skeleton(json, None)
+                .unwrap()
+                .auth
+                .aad()
+                .unwrap()
+                .server_id,
+            "s"
+        );
     }
 
     #[test]

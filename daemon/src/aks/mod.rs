@@ -6,5 +6,6 @@ pub mod kubeconfig;
 
 pub use arm::{ArmError, ArmErrorClass, ArmRefusal, credential_url, list_cluster_user_credential};
 pub use kubeconfig::{
-    AadParams, ClusterAccess, KubeconfigError, aad_resource, parse_skeleton, token_endpoint,
+    AadParams, ClusterAccess, ClusterAuth, KubeconfigError, aad_resource, parse_skeleton,
+    token_endpoint,
 };

@@ -32,6 +32,12 @@ pub enum BrokerError {
     },
     #[error("identity `{identity}`: {what}")]
     Unsupported { identity: String, what: String },
+    #[error("identity `{identity}`: the {key} cannot be used: {why}")]
+    Unusable {
+        identity: String,
+        key: &'static str,
+        why: String,
+    },
     #[error("cluster `{cluster}`: {source}")]
     Arm { cluster: String, source: ArmError },
     #[error("{what}: waiting until {} before asking again (last error: {last})", crate::clock::rfc3339(*retry_at))]
@@ -138,6 +144,16 @@ impl BrokerError {
             BrokerError::Unsupported { .. } => {
                 (501, api_error("unsupported", message, String::new()))
             }
+            BrokerError::Unusable { identity, key, .. } => (
+                500,
+                api_error(
+                    "secret_unusable",
+                    message,
+                    format!(
+                        "fix identities.{identity}.{key}; the daemon reads it again on the next attempt"
+                    ),
+                ),
+            ),
             BrokerError::Arm { source, .. } => (
                 if source.is_transient() { 503 } else { 502 },
                 api_error("discovery_failed", message, source.hint().to_string()),

@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::Identity;
 use crate::entra::realm::UserRealm;
-use crate::secret::Secret;
 
 /// A keyed digest of a password, to notice that the secret source now holds
 /// a different one without keeping the refused password around. The key is
@@ -26,17 +25,13 @@ impl std::fmt::Debug for Fingerprint {
     }
 }
 
-pub fn fingerprint(secret: &Secret) -> Fingerprint {
+pub fn fingerprint(secret: &[u8]) -> Fingerprint {
     static KEY: OnceLock<Option<ring::hmac::Key>> = OnceLock::new();
     let key = KEY.get_or_init(|| {
         ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &ring::rand::SystemRandom::new()).ok()
     });
     match key {
-        Some(k) => Fingerprint(
-            ring::hmac::sign(k, secret.expose().as_bytes())
-                .as_ref()
-                .to_vec(),
-        ),
+        Some(k) => Fingerprint(ring::hmac::sign(k, secret).as_ref().to_vec()),
         // No randomness: every secret looks changed, which only ever means
         // one more attempt after an explicit change of the source.
         None => Fingerprint(Vec::new()),
@@ -73,6 +68,8 @@ struct Inner {
     operator_retry: bool,
     /// When the secret source was last re-read to look for a new password.
     last_secret_check: Option<SystemTime>,
+    /// `notAfter` of the certificate an application signs in with.
+    credential_expiry: Option<SystemTime>,
 }
 
 pub struct IdentityState {
@@ -183,6 +180,14 @@ impl IdentityState {
         self.inner().password_grants
     }
 
+    pub fn set_credential_expiry(&self, at: Option<SystemTime>) {
+        self.inner().credential_expiry = at;
+    }
+
+    pub fn credential_expiry(&self) -> Option<SystemTime> {
+        self.inner().credential_expiry
+    }
+
     pub fn last_sign_in(&self) -> Option<SystemTime> {
         self.inner().last_sign_in
     }
@@ -196,6 +201,7 @@ impl IdentityState {
 mod tests {
     use super::*;
     use crate::cloud::Cloud;
+    use crate::config::Credential;
     use crate::secret::SecretSource;
 
     fn state() -> IdentityState {
@@ -204,7 +210,7 @@ mod tests {
             cloud: Cloud::built_in("AzurePublicCloud").unwrap(),
             tenant: "t".into(),
             username: "alice@contoso.com".into(),
-            password: SecretSource::Env("X".into()),
+            credential: Credential::Password(SecretSource::Env("X".into())),
             client_id: "c".into(),
         })
     }
@@ -232,9 +238,9 @@ mod tests {
 
     #[test]
     fn fingerprints_tell_passwords_apart_and_hide_them() {
-        let a = fingerprint(&Secret::new("hunter2"));
-        assert_eq!(a, fingerprint(&Secret::new("hunter2")));
-        assert_ne!(a, fingerprint(&Secret::new("hunter3")));
+        let a = fingerprint(b"hunter2");
+        assert_eq!(a, fingerprint(b"hunter2"));
+        assert_ne!(a, fingerprint(b"hunter3"));
         assert_eq!(format!("{a:?}"), "Fingerprint(…)");
     }
 

@@ -22,12 +22,13 @@ use rand::Rng;
 use tracing::{info, warn};
 
 use crate::clock::{Clock, rfc3339};
-use crate::config::{Cluster, Config};
+use crate::config::{Cluster, Config, Credential};
+use crate::entra::assertion;
 use crate::entra::error::ErrorClass;
 use crate::entra::realm::AccountType;
-use crate::entra::token::{Endpoint, Grant, TokenRequest};
+use crate::entra::token::{Endpoint, Grant, TokenRequest, token_url};
 use crate::entra::{EntraClient, EntraError};
-use crate::secret::Secret;
+use crate::secret::{Secret, SecretSource};
 
 use backoff::Backoff;
 pub use error::BrokerError;
@@ -91,6 +92,25 @@ impl TokenSlot {
             (Some(t), None) => Some(t.refresh_at),
             (None, None) => None,
         }
+    }
+}
+
+/// A certificate this close to its end is worth a warning in status.
+const EXPIRY_WARNING: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 3600);
+
+fn expiry_warning(not_after: Option<SystemTime>, now: SystemTime) -> Option<String> {
+    let not_after = not_after?;
+    match not_after.duration_since(now) {
+        Err(_) => Some(format!(
+            "the certificate expired at {}: register a new one on the application",
+            rfc3339(not_after)
+        )),
+        Ok(left) if left < EXPIRY_WARNING => Some(format!(
+            "the certificate expires at {} (in {} days): register its successor on the application",
+            rfc3339(not_after),
+            left.as_secs() / 86400
+        )),
+        Ok(_) => None,
     }
 }
 
@@ -245,7 +265,21 @@ impl Broker {
     /// The credential for `cluster`: the hot path of every kubectl command.
     pub async fn credential(&self, cluster: &str) -> Result<Arc<Token>, BrokerError> {
         let target = self.target_of(cluster).await?;
-        self.token(&target.slot).await
+        match &target.access {
+            target::Access::Token(slot) => self.token(slot).await,
+            target::Access::Certificate(cert) if cert.is_fresh(self.now()) => Ok(cert.clone()),
+            target::Access::Certificate(_) => {
+                // Expired: ask ARM for the cluster's current certificate.
+                let cs = self.cluster(cluster)?;
+                cs.forget_target();
+                let target = self.target(cs).await?;
+                target.current().ok_or_else(|| BrokerError::Discovery {
+                    cluster: cluster.to_string(),
+                    message: "no credential after discovery".into(),
+                    hint: String::new(),
+                })
+            }
+        }
     }
 
     /// Server, CA and token slot of a cluster, discovered once.
@@ -361,6 +395,7 @@ impl Broker {
     /// The caller holds `slot.fetch`.
     async fn fetch(&self, slot: &Arc<TokenSlot>) -> Result<Arc<Token>, BrokerError> {
         let result = self.fetch_inner(slot).await;
+        crate::metrics::refresh(&result);
         if let Err(e) = &result {
             let api = e.to_api().1;
             if e.is_transient() {
@@ -412,19 +447,76 @@ impl Broker {
                 },
             }
         }
-        self.password_sign_in(slot, &id).await
+        self.sign_in(slot, &id).await
+    }
+
+    /// A full sign-in with the identity's own credential: the password for
+    /// a user, the secret, certificate or federated token for an
+    /// application. At most one per identity at a time.
+    async fn sign_in(
+        &self,
+        slot: &Arc<TokenSlot>,
+        id: &Arc<IdentityState>,
+    ) -> Result<Arc<Token>, BrokerError> {
+        let _one_at_a_time = id.signin.lock().await;
+        let material = match id.attention() {
+            Some(a) => self.unblocked_by_new_secret(id, a).await?,
+            None => self.read_material(id).await?,
+        };
+        let refused = fingerprint(&material);
+        let now = self.now();
+        let grant = match &id.cfg.credential {
+            Credential::Password(_) => return self.password_sign_in(slot, id, material, now).await,
+            Credential::ClientSecret(_) | Credential::FederatedToken(_) => {
+                let text = std::str::from_utf8(&material).unwrap_or_default().trim();
+                if text.is_empty() {
+                    return Err(self.secret_error(id, "it is empty or not text"));
+                }
+                match id.cfg.credential {
+                    Credential::ClientSecret(_) => Grant::ClientSecret(Secret::new(text)),
+                    _ => Grant::ClientAssertion(Secret::new(text)),
+                }
+            }
+            Credential::Certificate { password, .. } => {
+                let password = match password {
+                    Some(p) => Some(p.read().await.map_err(|source| BrokerError::Secret {
+                        identity: id.cfg.name.clone(),
+                        source,
+                    })?),
+                    None => None,
+                };
+                let cert = assertion::load(&material, password.as_ref())
+                    .map_err(|e| self.secret_error(id, &e.to_string()))?;
+                id.set_credential_expiry(Some(cert.not_after));
+                let audience = token_url(
+                    &id.cfg.cloud.login_endpoint,
+                    &slot.key.tenant,
+                    slot.endpoint,
+                );
+                let jwt = assertion::client_assertion(&cert, &id.cfg.client_id, &audience, now)
+                    .map_err(|e| self.secret_error(id, &e.to_string()))?;
+                Grant::ClientAssertion(jwt)
+            }
+        };
+        info!(identity = %id.cfg.name, resource = %slot.key.resource, kind = id.cfg.kind(), "signing in with client credentials");
+        let req = self.request(slot, grant);
+        self.finish_sign_in(slot, id, req, now, refused).await
     }
 
     async fn password_sign_in(
         &self,
         slot: &Arc<TokenSlot>,
         id: &Arc<IdentityState>,
+        material: zeroize::Zeroizing<Vec<u8>>,
+        now: SystemTime,
     ) -> Result<Arc<Token>, BrokerError> {
-        let _one_at_a_time = id.signin.lock().await;
-        let mut password = None;
-        if let Some(a) = id.attention() {
-            password = Some(self.unblocked_by_new_secret(id, a).await?);
-        }
+        let refused = fingerprint(&material);
+        let password = Secret::new(
+            std::str::from_utf8(&material)
+                .map_err(|_| self.secret_error(id, "it is not valid UTF-8"))?
+                .trim_end_matches(['\n', '\r']),
+        );
+        drop(material);
         let realm = match id.realm() {
             Some(r) => r,
             None => {
@@ -443,20 +535,47 @@ impl Broker {
         if let Some(r) = &realm
             && r.account_type == AccountType::Federated
         {
-            return Err(BrokerError::Unsupported {
-                identity: id.cfg.name.clone(),
-                what: format!(
-                    "{} is a federated account ({}); federated sign-in (WS-Trust) is not supported yet",
-                    id.cfg.username,
-                    r.domain_name.as_deref().unwrap_or("AD FS")
-                ),
-            });
+            // The password goes to the federation server (one WS-Trust
+            // request, never retried inside entra), which answers with a
+            // SAML assertion; redeeming it is the rest of the sign-in. The
+            // hourly budget counts it as a use of the password.
+            if let Err(next) = id.take_budget(now, self.config.daemon.password_attempts_per_hour) {
+                warn!(identity = %id.cfg.name, next = %rfc3339(next), "password budget used up; not signing in");
+                return Err(BrokerError::Budget {
+                    identity: id.cfg.name.clone(),
+                    per_hour: self.config.daemon.password_attempts_per_hour,
+                    next,
+                });
+            }
+            info!(identity = %id.cfg.name, resource = %slot.key.resource, "signing in at the federation server (WS-Trust)");
+            let federated = self
+                .entra
+                .federated_grant(&id.cfg.cloud, r, &id.cfg.username, &password, now)
+                .await;
+            drop(password);
+            let grant = match federated {
+                Ok(grant) => grant,
+                // Counted as a sign-in here; a success is counted once,
+                // with the token request.
+                Err(e) => {
+                    return match crate::metrics::sign_in::<Arc<Token>>(Err(e)) {
+                        Ok(token) => Ok(token),
+                        Err(e) if e.class() == ErrorClass::Transient => {
+                            let err = BrokerError::SignIn {
+                                identity: id.cfg.name.clone(),
+                                source: e,
+                            };
+                            let api = err.to_api().1;
+                            id.record_error(api.message, api.hint);
+                            Err(err)
+                        }
+                        Err(e) => Err(self.block(id, e, Some(refused))),
+                    };
+                }
+            };
+            let req = self.request(slot, grant);
+            return self.finish_sign_in(slot, id, req, now, refused).await;
         }
-        let password = match password {
-            Some(p) => p,
-            None => self.read_secret(id).await?,
-        };
-        let now = self.now();
         if let Err(next) = id.take_budget(now, self.config.daemon.password_attempts_per_hour) {
             warn!(identity = %id.cfg.name, next = %rfc3339(next), "password budget used up; not signing in");
             return Err(BrokerError::Budget {
@@ -465,7 +584,6 @@ impl Broker {
                 next,
             });
         }
-        let refused = fingerprint(&password);
         let req = self.request(
             slot,
             Grant::Password {
@@ -474,7 +592,18 @@ impl Broker {
             },
         );
         info!(identity = %id.cfg.name, resource = %slot.key.resource, "signing in with the password");
-        match self.entra.token(&id.cfg.cloud, &req, now).await {
+        self.finish_sign_in(slot, id, req, now, refused).await
+    }
+
+    async fn finish_sign_in(
+        &self,
+        slot: &Arc<TokenSlot>,
+        id: &Arc<IdentityState>,
+        req: TokenRequest,
+        now: SystemTime,
+        refused: identity::Fingerprint,
+    ) -> Result<Arc<Token>, BrokerError> {
+        match crate::metrics::sign_in(self.entra.token(&id.cfg.cloud, &req, now).await) {
             Ok(grant) => Ok(self.store(slot, id, grant)),
             Err(e) if e.class() == ErrorClass::Transient => {
                 let err = BrokerError::SignIn {
@@ -485,31 +614,54 @@ impl Broker {
                 id.record_error(api.message, api.hint);
                 Err(err)
             }
-            // Anything else from a password grant stops all password use:
-            // when in doubt, do not risk the account.
+            // Anything else from a sign-in with the identity's own secret
+            // stops all further use of it: when in doubt, do not risk the
+            // account.
             Err(e) => Err(self.block(id, e, Some(refused))),
         }
     }
 
-    async fn read_secret(&self, id: &IdentityState) -> Result<Secret, BrokerError> {
-        id.cfg
-            .password
-            .read()
-            .await
-            .map_err(|source| BrokerError::Secret {
-                identity: id.cfg.name.clone(),
-                source,
-            })
+    fn secret_error(&self, id: &IdentityState, why: &str) -> BrokerError {
+        BrokerError::Unusable {
+            identity: id.cfg.name.clone(),
+            key: id.cfg.secret_key(),
+            why: why.to_string(),
+        }
+    }
+
+    /// The identity's secret as stored: read again on every sign-in, so a
+    /// rotated secret or a renewed federated token is picked up.
+    async fn read_material(
+        &self,
+        id: &IdentityState,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, BrokerError> {
+        let secret_error = |source| BrokerError::Secret {
+            identity: id.cfg.name.clone(),
+            source,
+        };
+        match &id.cfg.credential {
+            Credential::Password(s) | Credential::ClientSecret(s) => {
+                let secret = s.read().await.map_err(secret_error)?;
+                Ok(zeroize::Zeroizing::new(secret.expose().as_bytes().to_vec()))
+            }
+            Credential::Certificate { source, .. } => {
+                source.read_bytes().await.map_err(secret_error)
+            }
+            Credential::FederatedToken(path) => SecretSource::File(path.clone())
+                .read_bytes()
+                .await
+                .map_err(secret_error),
+        }
     }
 
     /// A blocked identity stays blocked until the operator says otherwise
-    /// or its secret source holds a different password than the one that
+    /// or its secret source holds a different secret than the one that
     /// was refused. The source is re-read at most once per tick.
     async fn unblocked_by_new_secret(
         &self,
         id: &IdentityState,
         attention: Attention,
-    ) -> Result<Secret, BrokerError> {
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, BrokerError> {
         let blocked = || BrokerError::NeedsAttention {
             identity: id.cfg.name.clone(),
             attention: attention.clone(),
@@ -520,15 +672,15 @@ impl Broker {
         if !id.secret_check_due(self.now(), self.config.daemon.tick) {
             return Err(blocked());
         }
-        let Ok(password) = id.cfg.password.read().await else {
+        let Ok(material) = self.read_material(id).await else {
             return Err(blocked());
         };
-        if fingerprint(&password) == *refused {
+        if fingerprint(&material) == *refused {
             return Err(blocked());
         }
-        info!(identity = %id.cfg.name, "the password source changed; trying the new password once");
+        info!(identity = %id.cfg.name, "the {} source changed; trying the new one once", id.cfg.secret_key());
         id.clear_attention();
-        Ok(password)
+        Ok(material)
     }
 
     fn block(
@@ -668,7 +820,10 @@ impl Broker {
     /// `POST /v1/clusters/{name}/refresh`.
     pub async fn refresh_cluster(&self, name: &str) -> Result<Arc<Token>, BrokerError> {
         let target = self.target_of(name).await?;
-        self.refresh_slot(&target.slot, true).await
+        match &target.access {
+            target::Access::Token(slot) => self.refresh_slot(slot, true).await,
+            target::Access::Certificate(cert) => Ok(cert.clone()),
+        }
     }
 
     /// `POST /v1/identities/{name}/retry`: the operator says the cause is
@@ -740,8 +895,10 @@ impl Broker {
                 IdentityStatus {
                     name: id.cfg.name.clone(),
                     username: id.cfg.username.clone(),
+                    kind: id.cfg.kind().to_string(),
                     state: state.to_string(),
                     last_sign_in: id.last_sign_in().map(rfc3339),
+                    warning: expiry_warning(id.credential_expiry(), now),
                     last_error,
                 }
             })
@@ -765,8 +922,10 @@ impl Broker {
             .get(&cs.cfg.identity)
             .and_then(|i| i.attention());
         let target = cs.target();
-        let token = target.as_ref().and_then(|t| t.slot.current());
-        let slot_error = target.as_ref().and_then(|t| t.slot.last_error());
+        let token = target.as_ref().and_then(|t| t.current());
+        let slot_error = target
+            .as_ref()
+            .and_then(|t| t.slot().and_then(|s| s.last_error()));
         let valid = token.as_ref().is_some_and(|t| t.is_valid(now));
         let state = if valid {
             "ready"
@@ -792,7 +951,10 @@ impl Broker {
             token_expires: token.as_ref().map(|t| rfc3339(t.expires_on)),
             token_valid_for_secs: token.as_ref().map(|t| t.remaining(now).as_secs() as i64),
             // The planned refresh, or the retry while backing off.
-            next_refresh: target.as_ref().and_then(|t| t.slot.deadline()).map(rfc3339),
+            next_refresh: target
+                .as_ref()
+                .and_then(|t| t.slot().and_then(|s| s.deadline()))
+                .map(rfc3339),
             last_refresh: token.as_ref().map(|t| rfc3339(t.obtained)),
             last_error,
         }

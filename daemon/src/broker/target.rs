@@ -6,11 +6,12 @@ use std::time::SystemTime;
 
 use super::backoff::Backoff;
 
-use super::{Broker, BrokerError, TokenKey, TokenSlot};
+use super::{Broker, BrokerError, Token, TokenKey, TokenSlot};
 use crate::aks::kubeconfig::{
-    AadParams, ClusterAccess, aad_resource, parse_skeleton, token_endpoint,
+    AadParams, ClusterAccess, ClusterAuth, aad_resource, parse_skeleton, token_endpoint,
 };
 use crate::config::{Cluster, ClusterSource};
+use crate::entra::assertion::pem_not_after;
 
 /// The largest kubeconfig or CA file read from disk.
 const MAX_FILE: u64 = 1 << 20;
@@ -18,7 +19,32 @@ const MAX_FILE: u64 = 1 << 20;
 pub struct ClusterTarget {
     pub server: String,
     pub ca_pem: Option<Vec<u8>>,
-    pub slot: Arc<TokenSlot>,
+    pub access: Access,
+}
+
+/// What the cluster's API server accepts.
+pub enum Access {
+    /// An Entra ID token, shared through its slot.
+    Token(Arc<TokenSlot>),
+    /// A local account's client certificate, until its `notAfter`.
+    Certificate(Arc<Token>),
+}
+
+impl ClusterTarget {
+    pub fn slot(&self) -> Option<&Arc<TokenSlot>> {
+        match &self.access {
+            Access::Token(slot) => Some(slot),
+            Access::Certificate(_) => None,
+        }
+    }
+
+    /// The credential held now, without fetching.
+    pub fn current(&self) -> Option<Arc<Token>> {
+        match &self.access {
+            Access::Token(slot) => slot.current(),
+            Access::Certificate(t) => Some(t.clone()),
+        }
+    }
 }
 
 pub struct ClusterState {
@@ -51,6 +77,12 @@ impl ClusterState {
         if let Some(t) = old.target() {
             *self.target.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
         }
+    }
+
+    /// Forgets the discovered target (a client certificate expired), so the
+    /// next request discovers the cluster again.
+    pub fn forget_target(&self) {
+        *self.target.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     pub fn set_target(&self, t: Arc<ClusterTarget>) {
@@ -173,33 +205,65 @@ pub(super) async fn discover(broker: &Broker, cfg: &Cluster) -> Result<ClusterTa
                 Some(p) => Some(read_small(p, &cfg.name, "CA file")?),
                 None => None,
             },
-            AadParams {
+            ClusterAuth::Aad(AadParams {
                 server_id: server_id.clone(),
                 client_id: client_id.clone(),
                 tenant_id: tenant.clone(),
                 environment: None,
                 legacy: *legacy,
-            },
+            }),
         ),
     };
-    let slot = broker.slot(
-        TokenKey {
-            cloud: identity.cloud.name.clone(),
-            tenant: auth
-                .tenant_id
-                .clone()
-                .unwrap_or_else(|| identity.tenant.clone()),
-            identity: identity.name.clone(),
-            client_id: auth.client_id.clone(),
-            resource: aad_resource(&auth),
-        },
-        token_endpoint(&auth),
-        true,
-    );
+    let access = match auth {
+        ClusterAuth::Aad(auth) => {
+            // An application signs in as itself for every resource; a user
+            // through the public client the cluster's kubeconfig names.
+            let client_id = if identity.is_user() {
+                auth.client_id.clone()
+            } else {
+                identity.client_id.clone()
+            };
+            Access::Token(
+                broker.slot(
+                    TokenKey {
+                        cloud: identity.cloud.name.clone(),
+                        tenant: auth
+                            .tenant_id
+                            .clone()
+                            .unwrap_or_else(|| identity.tenant.clone()),
+                        identity: identity.name.clone(),
+                        client_id,
+                        resource: aad_resource(&auth),
+                    },
+                    token_endpoint(&auth),
+                    true,
+                ),
+            )
+        }
+        ClusterAuth::ClientCertificate { cert_pem, key_pem } => {
+            let not_after =
+                pem_not_after(cert_pem.as_bytes()).map_err(|e| BrokerError::Discovery {
+                    cluster: cfg.name.clone(),
+                    message: format!("the local account's client certificate cannot be read: {e}"),
+                    hint: "this is not what AKS returns; check arm_endpoint".into(),
+                })?;
+            let now = broker.now();
+            if not_after <= now {
+                return Err(BrokerError::Discovery {
+                    cluster: cfg.name.clone(),
+                    message: format!("the local account's client certificate expired at {}", crate::clock::rfc3339(not_after)),
+                    hint: "rotate the cluster's certificates (az aks rotate-certs) or fetch a new kubeconfig".into(),
+                });
+            }
+            Access::Certificate(Arc::new(Token::client_certificate(
+                &cert_pem, &key_pem, now, not_after,
+            )))
+        }
+    };
     Ok(ClusterTarget {
         server,
         ca_pem,
-        slot,
+        access,
     })
 }
 

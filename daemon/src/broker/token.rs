@@ -81,6 +81,8 @@ impl Token {
                 kind: "ExecCredential".to_string(),
                 status: ExecCredentialStatus {
                     token: access_token.expose().to_string(),
+                    client_certificate_data: None,
+                    client_key_data: None,
                     expiration_timestamp: stamp.clone(),
                 },
             };
@@ -98,6 +100,50 @@ impl Token {
             body_v1: render(EXEC_API_V1),
             body_v1beta1: render(EXEC_API_V1BETA1),
             access_token,
+        }
+    }
+
+    /// The credential of a local-account cluster: its client certificate
+    /// and key, valid until the certificate's `notAfter`. Held in memory
+    /// only; the key is never written to disk.
+    pub fn client_certificate(
+        cert_pem: &str,
+        key_pem: &Secret,
+        obtained: SystemTime,
+        not_after: SystemTime,
+    ) -> Token {
+        let margin =
+            Duration::from_secs(60).min(not_after.duration_since(obtained).unwrap_or_default() / 4);
+        let exec_expiry = not_after.checked_sub(margin).unwrap_or(obtained);
+        let stamp = rfc3339(exec_expiry);
+        let render = |api: &str| {
+            let mut cred = ExecCredential {
+                api_version: api.to_string(),
+                kind: "ExecCredential".to_string(),
+                status: ExecCredentialStatus {
+                    token: String::new(),
+                    client_certificate_data: Some(cert_pem.to_string()),
+                    client_key_data: Some(key_pem.expose().to_string()),
+                    expiration_timestamp: stamp.clone(),
+                },
+            };
+            let body = serde_json::to_string(&cred).unwrap_or_default();
+            if let Some(k) = cred.status.client_key_data.as_mut() {
+                k.zeroize();
+            }
+            Secret::new(body)
+        };
+        Token {
+            expires_on: not_after,
+            obtained,
+            // Nothing to refresh: a new certificate comes with a new
+            // discovery, when this one has expired.
+            refresh_at: not_after,
+            min_remaining: Duration::ZERO,
+            exec_expiry,
+            access_token: Secret::default(),
+            body_v1: render(EXEC_API_V1),
+            body_v1beta1: render(EXEC_API_V1BETA1),
         }
     }
 

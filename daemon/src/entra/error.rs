@@ -145,6 +145,41 @@ const KNOWN: &[Known] = &[
         hint: "use a public client id, or enable \"Allow public client flows\" on the app registration",
     },
     Known {
+        code: 7000215,
+        class: ErrorClass::Permanent,
+        message: "the service principal's client secret is wrong",
+        hint: "put the current secret (its value, not its id) in the client_secret source; \
+               akscred tries again when it changes, or run `akscred retry IDENTITY`",
+    },
+    Known {
+        code: 7000222,
+        class: ErrorClass::Permanent,
+        message: "the service principal's client secret has expired",
+        hint: "create a new secret on the app registration, update the client_secret source, \
+               then run `akscred retry IDENTITY`",
+    },
+    Known {
+        code: 700027,
+        class: ErrorClass::Permanent,
+        message: "the client assertion's signature does not match a certificate registered on the application",
+        hint: "upload this certificate's public part to the app registration, or point \
+               `certificate` at the registered one",
+    },
+    Known {
+        code: 700024,
+        class: ErrorClass::Permanent,
+        message: "the client assertion is not within its valid time range",
+        hint: "check this machine's clock (the assertion is dated by it), or renew the \
+               workload identity token",
+    },
+    Known {
+        code: 70021,
+        class: ErrorClass::Permanent,
+        message: "no federated identity credential of the application matches the workload's token",
+        hint: "add a federated credential with this token's issuer, subject and audience \
+               (api://AzureADTokenExchange) to the application",
+    },
+    Known {
         code: 700082,
         class: ErrorClass::RefreshTokenDead,
         message: "the refresh token expired after 90 days without use",

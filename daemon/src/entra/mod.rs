@@ -1,13 +1,19 @@
-//! Microsoft Entra ID: user realm discovery and the token endpoint.
+//! Microsoft Entra ID: user realm discovery, federated sign-in (MEX and
+//! WS-Trust, in `federation`) and the token endpoint.
 //!
 //! Each protocol step is a file of pure build/parse functions; [`EntraClient`]
 //! is the thin HTTP layer on top. Nothing here logs a token, password,
 //! assertion or form body: the debug log names endpoint, status and the
 //! `client-request-id` Entra echoes in its sign-in log.
 
+pub mod assertion;
 pub mod error;
+pub mod federation;
+pub mod mex;
 pub mod realm;
 pub mod token;
+pub mod wstrust;
+mod xml;
 
 use std::time::{Duration, SystemTime};
 
@@ -16,7 +22,8 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 
 pub use error::{AadError, ErrorClass, classify};
 pub use realm::{AccountType, UserRealm};
-pub use token::{Endpoint, Grant, GrantKind, TokenGrant, TokenRequest};
+pub use federation::FederationError;
+pub use token::{Endpoint, Grant, GrantKind, SamlVersion, TokenGrant, TokenRequest};
 
 use crate::cloud::Cloud;
 use crate::http::{HttpError, endpoint_of, read_capped};
@@ -44,6 +51,10 @@ pub enum EntraError {
     /// A 2xx answer that is not what the protocol says.
     #[error("{endpoint} gave an unexpected answer: {what}")]
     Malformed { what: String, endpoint: String },
+    /// The federation server's side of a federated sign-in (metadata,
+    /// WS-Trust). Boxed like [`EntraError::Aad`].
+    #[error(transparent)]
+    Federation(Box<FederationError>),
 }
 
 impl EntraError {
@@ -74,6 +85,7 @@ impl EntraError {
             }
             EntraError::Aad(e) => classify(e),
             EntraError::Malformed { .. } => ErrorClass::Transient,
+            EntraError::Federation(e) => e.class(),
         }
     }
 
@@ -90,6 +102,7 @@ impl EntraError {
         match self {
             EntraError::Aad(e) => e.retry_after,
             EntraError::Status { retry_after, .. } => *retry_after,
+            EntraError::Federation(e) => e.retry_after(),
             _ => None,
         }
     }
@@ -98,6 +111,7 @@ impl EntraError {
     pub fn hint(&self) -> &'static str {
         match self {
             EntraError::Aad(e) => e.hint(),
+            EntraError::Federation(e) => e.hint(),
             EntraError::Http(HttpError::Transport { .. }) => {
                 "check the network, proxy (HTTPS_PROXY) and ca_file; akscred retries by itself"
             }
@@ -150,6 +164,7 @@ impl EntraClient {
         cloud: &Cloud,
         upn: &str,
     ) -> Result<Option<UserRealm>, EntraError> {
+        let _timer = crate::metrics::upstream(crate::metrics::Upstream::Realm);
         let url = realm::realm_url(&cloud.login_endpoint, upn);
         let endpoint = endpoint_label(&url);
         let resp = self
@@ -186,6 +201,7 @@ impl EntraClient {
         req: &TokenRequest,
         now: SystemTime,
     ) -> Result<TokenGrant, EntraError> {
+        let _timer = crate::metrics::upstream(crate::metrics::Upstream::Token);
         let url = token::token_url(&cloud.login_endpoint, &req.tenant, req.endpoint);
         let endpoint = endpoint_label(&url);
         let request_id = uuid::Uuid::new_v4();

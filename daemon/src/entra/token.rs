@@ -6,6 +6,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
@@ -29,8 +31,8 @@ impl Endpoint {
     }
 }
 
-/// How the client proves who it is. SAML bearer assertions and client
-/// credentials get their own variants when they come.
+/// How the client proves who it is. Client credentials get their own
+/// variant when they come.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Grant {
     /// Resource-owner password credentials (ROPC).
@@ -39,6 +41,36 @@ pub enum Grant {
         password: Secret,
     },
     RefreshToken(Secret),
+    /// A SAML assertion from a federation server (RFC 7522), obtained with
+    /// the password over WS-Trust: see [`super::EntraClient::federated_grant`].
+    Saml {
+        grant_type: SamlVersion,
+        /// The assertion element exactly as the federation server sent it.
+        assertion: Secret,
+    },
+    /// Client credentials with a client secret (a service principal).
+    ClientSecret(Secret),
+    /// Client credentials with a signed JWT (RFC 7523): a certificate's
+    /// assertion, or a workload identity's federated token.
+    ClientAssertion(Secret),
+}
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Which SAML bearer grant an assertion is redeemed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SamlVersion {
+    Saml11,
+    Saml20,
+}
+
+impl SamlVersion {
+    pub fn grant_type(self) -> &'static str {
+        match self {
+            SamlVersion::Saml11 => "urn:ietf:params:oauth:grant-type:saml1_1-bearer",
+            SamlVersion::Saml20 => "urn:ietf:params:oauth:grant-type:saml2-bearer",
+        }
+    }
 }
 
 /// A [`Grant`] without its secret: for error classification and logs.
@@ -46,6 +78,12 @@ pub enum Grant {
 pub enum GrantKind {
     Password,
     RefreshToken,
+    /// A SAML assertion: it stands for the password, so its refusals are
+    /// judged like the password's.
+    Saml,
+    /// Client credentials: the application's own secret, certificate or
+    /// federated token. No refresh token comes back.
+    ClientCredentials,
 }
 
 impl Grant {
@@ -53,6 +91,8 @@ impl Grant {
         match self {
             Grant::Password { .. } => GrantKind::Password,
             Grant::RefreshToken(_) => GrantKind::RefreshToken,
+            Grant::Saml { .. } => GrantKind::Saml,
+            Grant::ClientSecret(_) | Grant::ClientAssertion(_) => GrantKind::ClientCredentials,
         }
     }
 
@@ -60,6 +100,8 @@ impl Grant {
         match self {
             Grant::Password { .. } => "password",
             Grant::RefreshToken(_) => "refresh_token",
+            Grant::Saml { grant_type, .. } => grant_type.grant_type(),
+            Grant::ClientSecret(_) | Grant::ClientAssertion(_) => "client_credentials",
         }
     }
 }
@@ -119,11 +161,20 @@ pub fn form(req: &TokenRequest) -> Secret {
     match req.endpoint {
         Endpoint::V1 => {
             fields.push(("resource", &req.resource));
-            // ADAL asks for an id token with the password; not needed on a
-            // refresh.
-            if req.grant.kind() == GrantKind::Password {
+            // ADAL asks for an id token with the password (and with the
+            // assertion that stands for it); not needed on a refresh.
+            if !matches!(
+                req.grant.kind(),
+                GrantKind::RefreshToken | GrantKind::ClientCredentials
+            ) {
                 fields.push(("scope", "openid"));
             }
+        }
+        // An application asks for `.default` alone: there is no user to
+        // identify and no refresh token to keep.
+        Endpoint::V2 if req.grant.kind() == GrantKind::ClientCredentials => {
+            scope = scope_for(&req.resource);
+            fields.push(("scope", &scope));
         }
         Endpoint::V2 => {
             scope = format!("{} openid offline_access profile", scope_for(&req.resource));
@@ -131,12 +182,26 @@ pub fn form(req: &TokenRequest) -> Secret {
             fields.push(("client_info", "1"));
         }
     }
+    // Standard base64 with padding, as ADAL and MSAL for .NET and Go send
+    // it (MSAL for Python sends URL-safe without padding; Entra takes both).
+    let assertion;
     match &req.grant {
         Grant::Password { username, password } => {
             fields.push(("username", username));
             fields.push(("password", password.expose()));
         }
         Grant::RefreshToken(token) => fields.push(("refresh_token", token.expose())),
+        Grant::Saml {
+            assertion: saml, ..
+        } => {
+            assertion = Secret::new(STANDARD.encode(saml.expose()));
+            fields.push(("assertion", assertion.expose()));
+        }
+        Grant::ClientSecret(secret) => fields.push(("client_secret", secret.expose())),
+        Grant::ClientAssertion(jwt) => {
+            fields.push(("client_assertion_type", JWT_BEARER));
+            fields.push(("client_assertion", jwt.expose()));
+        }
     }
     encode_form(&fields)
 }
@@ -352,6 +417,48 @@ mod tests {
         assert_eq!(field(&p, "client_info").unwrap(), "1");
         assert_eq!(field(&p, "resource"), None);
         assert_eq!(field(&p, "password").unwrap(), "p@ss w&rd=1+%");
+    }
+
+    #[test]
+    fn saml_forms() {
+        let assertion = "<saml:Assertion MajorVersion=\"1\">\u{e4}+/x</saml:Assertion>";
+        for (version, grant_type) in [
+            (
+                SamlVersion::Saml11,
+                "urn:ietf:params:oauth:grant-type:saml1_1-bearer",
+            ),
+            (
+                SamlVersion::Saml20,
+                "urn:ietf:params:oauth:grant-type:saml2-bearer",
+            ),
+        ] {
+            let mut req = password_request(Endpoint::V1);
+            req.grant = Grant::Saml {
+                grant_type: version,
+                assertion: Secret::new(assertion),
+            };
+            assert_eq!(req.grant.kind(), GrantKind::Saml);
+            assert!(!format!("{req:?}").contains("Assertion"));
+            let p = pairs(&form(&req));
+            let keys: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(
+                keys,
+                ["grant_type", "client_id", "resource", "scope", "assertion"]
+            );
+            assert_eq!(field(&p, "grant_type").unwrap(), grant_type);
+            // Standard base64 with padding of the exact bytes.
+            let sent = field(&p, "assertion").unwrap();
+            assert_eq!(STANDARD.decode(&sent).unwrap(), assertion.as_bytes());
+            assert!(sent.ends_with('='), "{sent}");
+            assert_eq!(field(&p, "password"), None);
+            req.endpoint = Endpoint::V2;
+            let p = pairs(&form(&req));
+            assert_eq!(field(&p, "client_info").unwrap(), "1");
+            assert_eq!(
+                STANDARD.decode(field(&p, "assertion").unwrap()).unwrap(),
+                assertion.as_bytes()
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The benchmark suite: builds everything in release mode, then measures
+# akscred and akscredd against the process-start floor, a trivial Rust
+# binary, gke-gcloud-auth-plugin's cache hit and the in-process Azure
+# emulator, and prints a Markdown report (machine, versions, load, every
+# figure, budgets). The report goes to stdout and to BENCHMARKS.md.
+#
+#   bash bench/run.sh                 # the full suite (about 5 minutes)
+#   bash bench/run.sh --only 1,3      # some figures (see bench/src/main.rs)
+#   BENCH_OUT=/tmp/b.md bash bench/run.sh --runs 200
+#
+# Benchmarks report; they do not assert. Not part of scripts/test.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+out=${BENCH_OUT:-$root/BENCHMARKS.md}
+
+echo "==> cargo build --release --workspace --bins" >&2
+cargo build --release --workspace --bins >&2
+bin="$root/target/release"
+
+tmp=$(mktemp)
+trap 'rm -f "$tmp"' EXIT
+
+{
+  echo "# akscred benchmarks"
+  echo
+  echo "Produced by \`bash bench/run.sh${*:+ $*}\` on $(date -u +%Y-%m-%dT%H:%MZ)."
+  echo "Benchmarks report, they do not assert: budgets are checked by reading the"
+  echo "table at the end. Every figure carries the 1-minute load average"
+  echo "(start→end of that measurement): this is a shared 2-core machine, and a"
+  echo "load above ~1 means someone else was using a core."
+  echo
+  echo "## Machine and versions"
+  echo
+  echo "| | |"
+  echo "|---|---|"
+  echo "| kernel | $(uname -srm) |"
+  echo "| CPU | $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores |"
+  echo "| memory | $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) |"
+  echo "| load at start | $(cut -d' ' -f1-3 /proc/loadavg) |"
+  echo "| rustc | $(rustc --version) |"
+  echo "| akscred | $("$bin/akscred" --version 2>/dev/null | head -1) |"
+  echo "| akscredd | $("$bin/akscredd" --version 2>/dev/null | head -1) |"
+  echo "| commit | $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)') |"
+  echo "| binaries | akscred $(stat -c %s "$bin/akscred") B, akscredd $(stat -c %s "$bin/akscredd") B, bench-const-credential $(stat -c %s "$bin/bench-const-credential") B (release: LTO, 1 CGU, panic=abort, stripped) |"
+  if command -v gke-gcloud-auth-plugin >/dev/null; then
+    echo "| gke-gcloud-auth-plugin | $(gke-gcloud-auth-plugin --version 2>&1 | head -1), $(stat -c %s "$(command -v gke-gcloud-auth-plugin)") B |"
+  fi
+  echo "| /bin/true | $(/bin/true --version 2>/dev/null | head -1) |"
+} | tee "$tmp"
+
+"$bin/akscred-bench" "$@" | tee -a "$tmp"
+status=${PIPESTATUS[0]}
+
+{
+  echo
+  echo "Load at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+} | tee -a "$tmp"
+
+cp "$tmp" "$out"
+echo "==> report written to $out" >&2
+exit "$status"

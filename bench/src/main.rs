@@ -1,0 +1,754 @@
+//! `akscred-bench`: the measurements behind BENCHMARKS.md, printed as
+//! Markdown on stdout. `bench/run.sh` builds everything in release mode,
+//! prints the machine and versions, runs this and saves the whole report.
+//!
+//! The emulator runs in this process (the akscred-tests library), so its
+//! request counters are read directly; akscredd, akscred, the constant
+//! ExecCredential printer and gke-gcloud-auth-plugin run as the real
+//! binaries. Benchmarks report, they do not assert: a missed budget is a
+//! line in the report, and the exit code is 0 whenever every figure could be
+//! measured.
+//!
+//! ```text
+//! akscred-bench [--runs N] [--warmup N] [--measure SECS] [--load-threads N]
+//!               [--cold-runs N] [--burst-clusters N] [--burst-lifetime SECS]
+//!               [--only 1,2,3,4,5,6]
+//! ```
+
+mod harness;
+mod load;
+mod procs;
+mod stats;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use akscred_tests::{AKS_SERVER_APP_ID, ClusterAad, Counters, Emulator, Scenario, standard};
+
+use harness::{Bins, Daemon, Memory, mib};
+use stats::{LoadSpan, Summary, dur, ms, ratio, verdict};
+
+const USAGE: &str = "usage: akscred-bench [--runs N] [--warmup N] [--measure SECS] [--load-threads N] [--cold-runs N] [--burst-clusters N] [--burst-lifetime SECS] [--only 1,2,...]";
+
+struct Options {
+    runs: usize,
+    warmup: usize,
+    measure: Duration,
+    load_threads: usize,
+    cold_runs: usize,
+    burst_clusters: usize,
+    burst_lifetime: u64,
+    only: Option<Vec<u32>>,
+}
+
+impl Options {
+    fn wants(&self, figure: u32) -> bool {
+        self.only.as_ref().is_none_or(|o| o.contains(&figure))
+    }
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut o = Options {
+        runs: 1000,
+        warmup: 20,
+        measure: Duration::from_secs(3),
+        load_threads: 1,
+        cold_runs: 5,
+        burst_clusters: 1000,
+        burst_lifetime: 60,
+        only: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{a} needs a value"));
+        let number = |v: String| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{v:?} is not a number"))
+        };
+        match a.as_str() {
+            "--runs" => o.runs = number(value()?)? as usize,
+            "--warmup" => o.warmup = number(value()?)? as usize,
+            "--measure" => o.measure = Duration::from_secs(number(value()?)?.max(1)),
+            "--load-threads" => o.load_threads = number(value()?)?.max(1) as usize,
+            "--cold-runs" => o.cold_runs = number(value()?)?.max(1) as usize,
+            "--burst-clusters" => o.burst_clusters = number(value()?)?.max(1) as usize,
+            "--burst-lifetime" => o.burst_lifetime = number(value()?)?.max(10),
+            "--only" => {
+                let list = value()?;
+                o.only = Some(
+                    list.split(',')
+                        .map(|f| f.trim().parse().map_err(|_| format!("bad figure {f:?}")))
+                        .collect::<Result<_, _>>()?,
+                );
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(o)
+}
+
+/// One budget line of the summary.
+struct Budget {
+    what: String,
+    figure: String,
+    ok: bool,
+}
+
+struct Report {
+    budgets: Vec<Budget>,
+}
+
+impl Report {
+    fn budget(&mut self, what: impl Into<String>, figure: impl Into<String>, ok: bool) {
+        self.budgets.push(Budget {
+            what: what.into(),
+            figure: figure.into(),
+            ok,
+        });
+    }
+}
+
+fn main() -> ExitCode {
+    let opts = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("akscred-bench: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("akscred-bench: {e}");
+            println!("\n**The benchmark stopped early:** {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(opts: &Options) -> Result<(), String> {
+    let bins = Bins::locate()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let mut report = Report {
+        budgets: Vec::new(),
+    };
+
+    if opts.wants(1) || opts.wants(2) || opts.wants(3) || opts.wants(4) {
+        let emu = rt
+            .block_on(Emulator::start(Scenario::many_managed(1)))
+            .map_err(|e| format!("cannot start the emulator: {e}"))?;
+        let mut daemon = Daemon::start(&bins, &emu, "")?;
+        daemon.wait_ready(Duration::from_secs(10))?;
+        daemon.wait_all_ready(Duration::from_millis(10), Duration::from_secs(30))?;
+        std::thread::sleep(Duration::from_secs(1));
+        let idle = daemon.memory()?;
+        let cluster = emu.scenario().clusters[0].name.clone();
+        if opts.wants(1) || opts.wants(2) {
+            process_times(opts, &bins, &daemon, &cluster, &mut report)?;
+        }
+        let mut after_load = None;
+        if opts.wants(3) {
+            throughput(opts, &daemon, &cluster, &mut report)?;
+            after_load = Some(daemon.memory()?);
+        }
+        if opts.wants(4) {
+            memory(&rt, &bins, idle, after_load, &mut report)?;
+        }
+        drop(daemon);
+        drop(emu);
+    }
+    if opts.wants(5) {
+        cold_start(opts, &rt, &bins, &mut report)?;
+    }
+    if opts.wants(6) {
+        burst(opts, &rt, &bins)?;
+    }
+
+    println!("\n## Budgets\n");
+    println!("| budget | measured | verdict |\n|---|---|---|");
+    for b in &report.budgets {
+        println!("| {} | {} | {} |", b.what, b.figure, verdict(b.ok));
+    }
+    Ok(())
+}
+
+/// A directory where `gke-gcloud-auth-plugin` finds a valid cache entry for
+/// the kubeconfig's current context, and a `gcloud` that fails, first on
+/// PATH, so that a cache miss shows up as a failed run instead of a
+/// one-second `gcloud config config-helper`.
+fn gke_cache(token: &str) -> Result<tempfile::TempDir, String> {
+    let dir = tempfile::Builder::new()
+        .prefix("akscred-bench-gke-")
+        .tempdir()
+        .map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+    let io = |e: std::io::Error| format!("cannot write the gke plugin's files: {e}");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).map_err(io)?;
+    let gcloud = bin.join("gcloud");
+    std::fs::write(
+        &gcloud,
+        "#!/bin/sh\necho 'akscred-bench: gke-gcloud-auth-plugin missed its cache' >&2\nexit 1\n",
+    )
+    .map_err(io)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&gcloud, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
+    std::fs::write(
+        dir.path().join("kubeconfig"),
+        "apiVersion: v1\nkind: Config\ncurrent-context: bench\ncontexts:\n- name: bench\n  context: {cluster: bench, user: bench}\nclusters:\n- name: bench\n  cluster: {server: \"https://127.0.0.1:1\"}\nusers:\n- name: bench\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: gke-gcloud-auth-plugin\n",
+    )
+    .map_err(io)?;
+    std::fs::write(
+        dir.path().join("gke_gcloud_auth_plugin_cache"),
+        serde_json::json!({
+            "current_context": "bench",
+            "access_token": token,
+            "token_expiry": "2099-01-01T00:00:00Z",
+            "extra_args": "",
+        })
+        .to_string(),
+    )
+    .map_err(io)?;
+    Ok(dir)
+}
+
+fn find_on_path(name: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Figures 1 and 2, and the client's peak RSS (figure 4).
+fn process_times(
+    opts: &Options,
+    bins: &Bins,
+    daemon: &Daemon,
+    cluster: &str,
+    report: &mut Report,
+) -> Result<(), String> {
+    let gke_token = format!("ya29.bench-cache-hit-{}", "x".repeat(2027));
+    let gke_dir = gke_cache(&gke_token)?;
+    let gke = find_on_path("gke-gcloud-auth-plugin");
+    let mut path = OsString::from(gke_dir.path().join("bin"));
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    // One environment for every command, as kubectl would set it.
+    let env: Vec<(String, OsString)> = vec![
+        ("AKSCRED_SOCKET".into(), daemon.socket.clone().into()),
+        ("KUBECONFIG".into(), gke_dir.path().join("kubeconfig").into()),
+        ("PATH".into(), path),
+        (
+            "KUBERNETES_EXEC_INFO".into(),
+            r#"{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1beta1","spec":{"interactive":false}}"#.into(),
+        ),
+    ];
+    let mut cmds = vec![
+        procs::Cmd {
+            label: "`/bin/true`".into(),
+            program: "/bin/true".into(),
+            args: vec![],
+            expect: None,
+        },
+        procs::Cmd {
+            label: "trivial Rust binary (constant ExecCredential)".into(),
+            program: bins.const_credential.clone(),
+            args: vec![],
+            expect: Some("ExecCredential".into()),
+        },
+        procs::Cmd {
+            label: format!("`akscred token {cluster}`"),
+            program: bins.akscred.clone(),
+            args: vec!["token".into(), cluster.into()],
+            expect: Some("\"token\":\"ey".into()),
+        },
+    ];
+    if let Some(p) = &gke {
+        cmds.push(procs::Cmd {
+            label: "`gke-gcloud-auth-plugin` (cache hit)".into(),
+            program: p.clone(),
+            args: vec![],
+            expect: Some(gke_token.clone()),
+        });
+    }
+
+    println!("\n## 1–2. `akscred token` as a whole process\n");
+    println!(
+        "Wall time from spawn to reaped exit, stdout read through a pipe (as kubectl does), \
+         {} alternating rounds after {} warm-up rounds: each round runs every command once, \
+         in an order that rotates every round. Same environment for all (`AKSCRED_SOCKET`, \
+         `KUBECONFIG`, `KUBERNETES_EXEC_INFO` v1beta1, PATH with a failing `gcloud` first). \
+         A run whose exit code or stdout is wrong is counted as a failure, not timed.\n",
+        opts.runs, opts.warmup
+    );
+    let span = LoadSpan::start();
+    let timed = procs::alternate(&cmds, &env, opts.warmup, opts.runs);
+    let load = span.end();
+    let sums: Vec<Summary> = timed.iter().map(|t| Summary::new(t.samples.clone())).collect();
+    let floor = sums[0].median();
+    let rust = sums[1].median();
+    println!("| command | runs | failures | median ms | p99 ms | mean ms | min ms | median ÷ `/bin/true` | median ÷ trivial Rust |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for ((c, t), s) in cmds.iter().zip(&timed).zip(&sums) {
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {:.2}× | {:.2}× |",
+            c.label,
+            s.len(),
+            t.failures,
+            ms(s.median()),
+            ms(s.p99()),
+            ms(s.mean()),
+            ms(s.min()),
+            ratio(s.median(), floor),
+            ratio(s.median(), rust),
+        );
+    }
+    println!("\n{load}\n");
+    for (c, t) in cmds.iter().zip(&timed) {
+        if let Some(e) = &t.first_failure {
+            println!("- {} failed {} times; first: `{}`", c.label, t.failures, one_line(e));
+        }
+    }
+    let ak = &sums[2];
+    let r_true = ratio(ak.median(), floor);
+    report.budget(
+        "1. `akscred token` median ≤ 1.5× `/bin/true`",
+        format!("{r_true:.2}× ({} vs {} ms, {load})", ms(ak.median()), ms(floor)),
+        r_true <= 1.5 && timed[2].failures == 0,
+    );
+    if gke.is_some() {
+        let g = &sums[3];
+        let speedup = ratio(g.median(), ak.median());
+        println!(
+            "`akscred token` is {speedup:.2}× faster than the gke plugin's cache hit (medians), {:.2}× at p99.",
+            ratio(g.p99(), ak.p99())
+        );
+        report.budget(
+            "2. `akscred token` ≥ 4× faster than the gke plugin cache hit",
+            format!("{speedup:.2}× ({} vs {} ms, {load})", ms(g.median()), ms(ak.median())),
+            speedup >= 4.0 && timed[3].failures == 0,
+        );
+    } else {
+        println!("gke-gcloud-auth-plugin is not on PATH: figure 2 skipped.");
+    }
+
+    println!("\n### Client peak RSS\n");
+    println!("`ru_maxrss` from GNU time (`/usr/bin/time -f %M`), largest of 20 runs.\n");
+    println!("| command | peak RSS |\n|---|---|");
+    let span = LoadSpan::start();
+    let mut akscred_peak = 0;
+    for (i, c) in cmds.iter().enumerate() {
+        let kib = procs::peak_rss_kib(c, &env, 20)?;
+        if i == 2 {
+            akscred_peak = kib;
+        }
+        println!("| {} | {} ({kib} KiB) |", c.label, mib(kib));
+    }
+    println!("\n{}", span.end());
+    report.budget(
+        "4. client peak RSS < 5 MiB",
+        mib(akscred_peak),
+        akscred_peak < 5 * 1024,
+    );
+    Ok(())
+}
+
+fn one_line(s: &str) -> String {
+    let flat = s.replace(['\n', '`', '|'], " ");
+    if flat.len() > 300 {
+        format!("{}…", &flat[..flat.floor_char_boundary(300)])
+    } else {
+        flat
+    }
+}
+
+/// Figure 3.
+fn throughput(opts: &Options, daemon: &Daemon, cluster: &str, report: &mut Report) -> Result<(), String> {
+    let target = format!("/v1/clusters/{cluster}/credential?api_version=v1");
+    println!("\n## 3. Daemon throughput and latency over the Unix socket\n");
+    println!(
+        "`GET {target}` in a closed loop from a hyper client ({} thread{}, tokio), \
+         {} s measured after 0.5 s of warm-up per row. Keep-alive: one connection per \
+         worker, reused. Close: a new connection per request with `Connection: close` \
+         (what `akscred token` does); its latency includes connect. The generator shares \
+         the 2 cores with akscredd.\n",
+        opts.load_threads,
+        if opts.load_threads == 1 { "" } else { "s" },
+        opts.measure.as_secs()
+    );
+    println!("| connections | mode | requests | req/s | p50 | p99 | max | errors | load |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for keepalive in [true, false] {
+        for conns in [1usize, 8, 64] {
+            let span = LoadSpan::start();
+            let plan = load::Plan {
+                conns,
+                keepalive,
+                warmup: Duration::from_millis(500),
+                measure: opts.measure,
+                threads: opts.load_threads,
+            };
+            let out = load::run(&daemon.socket, &target, &plan)?;
+            let rate = out.per_second();
+            let s = Summary::new(out.latencies);
+            let mode = if keepalive { "keep-alive" } else { "close" };
+            println!(
+                "| {conns} | {mode} | {} | {rate:.0} | {} | {} | {} | {} | {} |",
+                s.len(),
+                dur(s.median()),
+                dur(s.p99()),
+                dur(s.max()),
+                out.errors,
+                span.end()
+            );
+            if let Some(e) = out.first_error {
+                println!("\nfirst error: `{}`\n", one_line(&e));
+            }
+            if keepalive && conns == 64 {
+                report.budget(
+                    "3. ≥ 20,000 req/s at 64 keep-alive connections",
+                    format!("{rate:.0} req/s ({})", span.end()),
+                    rate >= 20_000.0 && out.errors == 0,
+                );
+                report.budget(
+                    "3. p99 < 5 ms at 64 keep-alive connections",
+                    format!("{} ({})", dur(s.p99()), span.end()),
+                    s.p99() < Duration::from_millis(5),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn memory_row(clusters: usize, when: &str, m: &Memory, load: &str) {
+    println!(
+        "| {clusters} | {when} | {} | {} | {} | {} | {load} |",
+        mib(m.rss_kib),
+        mib(m.hwm_kib),
+        mib(m.anon_kib),
+        m.threads
+    );
+}
+
+/// Figure 4 (daemon side): 1 cluster from the shared daemon, 100 and 1,000
+/// from fresh ones.
+fn memory(
+    rt: &tokio::runtime::Runtime,
+    bins: &Bins,
+    idle: Memory,
+    after_load: Option<Memory>,
+    report: &mut Report,
+) -> Result<(), String> {
+    println!("\n## 4. Daemon resident memory\n");
+    println!(
+        "`/proc/PID/status` of akscredd once every cluster is ready and 1 s has passed \
+         (AKS-managed clusters, `many:N`: N kubeconfigs discovered through ARM, one \
+         API-server token and one ARM token held). VmHWM is the peak since start.\n"
+    );
+    println!("| clusters | when | VmRSS | VmHWM | RssAnon | threads | load |");
+    println!("|---|---|---|---|---|---|---|");
+    let span = LoadSpan::start();
+    memory_row(1, "idle", &idle, &span.end());
+    if let Some(m) = after_load {
+        memory_row(1, "after figure 3's load", &m, &span.end());
+    }
+    let mut rss_1000 = None;
+    for n in [100usize, 1000] {
+        let span = LoadSpan::start();
+        let emu = rt
+            .block_on(Emulator::start(Scenario::many_managed(n)))
+            .map_err(|e| format!("cannot start the emulator: {e}"))?;
+        let mut d = Daemon::start(bins, &emu, "")?;
+        d.wait_ready(Duration::from_secs(10))?;
+        let all = d.wait_all_ready(Duration::from_millis(20), Duration::from_secs(60))?;
+        std::thread::sleep(Duration::from_secs(1));
+        let m = d.memory()?;
+        memory_row(n, &format!("ready ({} after start)", dur(all)), &m, &span.end());
+        if n == 1000 {
+            rss_1000 = Some(m.rss_kib);
+        }
+    }
+    if let Some(kib) = rss_1000 {
+        report.budget(
+            "4. daemon RSS < 20 MiB with 1,000 clusters",
+            mib(kib),
+            kib < 20 * 1024,
+        );
+    }
+    Ok(())
+}
+
+fn token_requests(c: &Counters) -> u64 {
+    c.token_v1 + c.token_v2
+}
+
+/// Figure 5.
+fn cold_start(
+    opts: &Options,
+    rt: &tokio::runtime::Runtime,
+    bins: &Bins,
+    report: &mut Report,
+) -> Result<(), String> {
+    const N: usize = 100;
+    println!("\n## 5. Cold start with {N} clusters\n");
+    println!(
+        "A fresh akscredd against the emulator (`many:{N}`: {N} AKS-managed clusters of one \
+         tenant, discovered through ARM), {} runs. Times are from spawn: `READY=1` on \
+         `NOTIFY_SOCKET`, the socket file's appearance, and the first `GET /v1/status` \
+         (polled every 5 ms) with every cluster `ready`. Upstream requests are the \
+         emulator's counters at that moment.\n",
+        opts.cold_runs
+    );
+    let emu = rt
+        .block_on(Emulator::start(Scenario::many_managed(N)))
+        .map_err(|e| format!("cannot start the emulator: {e}"))?;
+    println!("| run | `READY=1` | socket | all tokens | realm | OIDC | token (v1/v2) | ARM | password grants | API-server token requests | load |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut alls = Vec::new();
+    let mut last = Counters::default();
+    let mut aks_tokens_max = 0;
+    for run in 1..=opts.cold_runs {
+        emu.reset_counters();
+        let span = LoadSpan::start();
+        let mut d = Daemon::start(bins, &emu, "")?;
+        let (ready, socket) = d.wait_ready(Duration::from_secs(10))?;
+        let all = d.wait_all_ready(Duration::from_millis(5), Duration::from_secs(30))?;
+        let c = emu.counters();
+        let aks = c.token_requests_for_resource(AKS_SERVER_APP_ID);
+        aks_tokens_max = aks_tokens_max.max(aks);
+        println!(
+            "| {run} | {} | {} | {} | {} | {} | {} ({}/{}) | {} | {} | {aks} | {} |",
+            dur(ready),
+            dur(socket),
+            dur(all),
+            c.realm,
+            c.oidc_discovery,
+            token_requests(&c),
+            c.token_v1,
+            c.token_v2,
+            c.arm,
+            c.password_attempts(standard::ALICE),
+            span.end()
+        );
+        alls.push(all);
+        // Anything still on its way once status says ready?
+        std::thread::sleep(Duration::from_millis(500));
+        last = emu.counters();
+        drop(d);
+    }
+    println!("\nToken requests of the last run by grant and resource, 0.5 s after all were ready:\n");
+    println!("| grant | resource | requests |\n|---|---|---|");
+    for ((grant, resource), n) in &last.token_grants {
+        println!("| {grant} | `{resource}` | {n} |");
+    }
+    let s = Summary::new(alls);
+    report.budget(
+        "5. all tokens within 3 s of start (100 clusters)",
+        format!("median {}, worst {} of {} runs", dur(s.median()), dur(s.max()), s.len()),
+        s.max() <= Duration::from_secs(3),
+    );
+    report.budget(
+        "5. 100 AKS-managed clusters of one tenant: one API-server token",
+        format!("{aks_tokens_max} token request(s) for the AKS server app (worst run)"),
+        aks_tokens_max == 1,
+    );
+    Ok(())
+}
+
+/// A GUID-shaped id, distinct per `i`.
+fn guid(kind: u32, i: usize) -> String {
+    format!("{kind:08x}-0000-4000-8000-{i:012x}")
+}
+
+/// Figure 6: `n` legacy-AAD clusters, each with its own server app (so `n`
+/// distinct tokens), one client app, all tokens obtained together at start
+/// and so all due together.
+fn burst(opts: &Options, rt: &tokio::runtime::Runtime, bins: &Bins) -> Result<(), String> {
+    let n = opts.burst_clusters;
+    let lifetime = Duration::from_secs(opts.burst_lifetime);
+    println!("\n## 6. Refresh burst: {n} distinct tokens due together\n");
+    println!(
+        "{n} legacy-AAD clusters, each with its own server app id (so {n} distinct \
+         tokens, resource `spn:<id>`, v1 endpoint) and one shared client app, one identity; \
+         the emulator issues {}-second tokens. All tokens are obtained at start, so all \
+         come due together. The emulator's token-request counter is sampled every 50 ms; \
+         the busiest second is the largest increase over any 1-second window.\n",
+        lifetime.as_secs()
+    );
+    let mut scenario = Scenario::many_managed(n);
+    for (i, c) in scenario.clusters.iter_mut().enumerate() {
+        c.aad = ClusterAad::LegacyAad {
+            server_id: guid(0x5e77e7, i),
+            client_id: standard::LEGACY_CLIENT_ID.to_owned(),
+        };
+    }
+    scenario.token_lifetime = lifetime;
+    let emu = rt
+        .block_on(Emulator::start(scenario))
+        .map_err(|e| format!("cannot start the emulator: {e}"))?;
+    let variants = [
+        ("default `[daemon]` settings", ""),
+        (
+            "`refresh_before = \"1s\"` (so the 70–80 % jittered plan applies to a short token)",
+            "refresh_before = \"1s\"",
+        ),
+    ];
+    for (label, extra) in variants {
+        emu.reset_counters();
+        println!("\n### {label}\n");
+        let span = LoadSpan::start();
+        let mut d = Daemon::start(bins, &emu, extra)?;
+        d.wait_ready(Duration::from_secs(10))?;
+        // Sample from the start, so the cold start's own burst shows too.
+        let mut samples: Vec<(Duration, Counters)> = Vec::new();
+        let started = d.started;
+        let mut all_ready: Option<Duration> = None;
+        let mut next_status = Instant::now();
+        let deadline = started + Duration::from_secs(60) + lifetime * 2;
+        let mut settled_since: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            let c = emu.counters();
+            samples.push((now - started, c));
+            if all_ready.is_none() && now >= next_status {
+                next_status = now + Duration::from_millis(100);
+                if d.ready_clusters().unwrap_or(0) == n {
+                    all_ready = Some(now - started);
+                }
+            }
+            // Done once every token has been refreshed once after all were
+            // ready, and nothing happened for 3 s.
+            if let Some(ready) = all_ready {
+                let at_ready = count_at(&samples, ready);
+                let total = samples.last().map(|(_, c)| token_requests(c)).unwrap_or(0);
+                let quiet = samples.len() > 1
+                    && token_requests(&samples[samples.len() - 2].1) == total;
+                if total >= at_ready + n as u64 && quiet {
+                    let since = *settled_since.get_or_insert(now);
+                    if now - since > Duration::from_secs(3) {
+                        break;
+                    }
+                } else {
+                    settled_since = None;
+                }
+            }
+            if now > deadline {
+                println!("(stopped waiting after {}: not every token was refreshed)\n", dur(now - started));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let load = span.end();
+        let ready_label = all_ready.map(dur).unwrap_or_else(|| "never".into());
+        let split = all_ready.unwrap_or(Duration::MAX);
+        let (cold, refresh): (Vec<_>, Vec<_>) = samples.iter().partition(|(t, _)| *t <= split);
+        let series = |s: &[&(Duration, Counters)]| -> Vec<(Duration, u64)> {
+            s.iter().map(|(t, c)| (*t, token_requests(c))).collect()
+        };
+        let cold_series = series(&cold);
+        let mut refresh_series = series(&refresh);
+        if let Some(last_cold) = cold_series.last() {
+            refresh_series.insert(0, *last_cold);
+        }
+        let last = &samples.last().ok_or("no samples")?.1;
+        let ready_count = d.ready_clusters().unwrap_or(0);
+        println!("| phase | token requests | busiest second | password grants (total) | clusters ready at end | load |");
+        println!("|---|---|---|---|---|---|");
+        let at_ready = count_at(&samples, split);
+        println!(
+            "| cold start (until all ready at {ready_label}) | {at_ready} | {} | {} | | |",
+            busiest(&cold_series),
+            samples
+                .iter()
+                .rev()
+                .find(|(t, _)| *t <= split)
+                .map(|(_, c)| c.password_attempts(standard::ALICE))
+                .unwrap_or(0)
+        );
+        println!(
+            "| refresh (after all ready) | {} | **{}** | {} | {ready_count} of {n} | {load} |",
+            token_requests(last) - at_ready,
+            busiest(&refresh_series),
+            last.password_attempts(standard::ALICE)
+        );
+        println!("\nToken requests per second since start (refresh phase):\n");
+        println!("```\n{}```", per_second(&refresh_series));
+        let failures: Vec<String> = last
+            .token_grants
+            .iter()
+            .filter(|((g, _), _)| g == "password")
+            .map(|((g, r), n)| format!("{g} {r}: {n}"))
+            .collect();
+        if !failures.is_empty() {
+            println!("\nPassword grants by resource: {}", failures.join(", "));
+        }
+        drop(d);
+    }
+    Ok(())
+}
+
+/// The counter value at the last sample taken at or before `t`.
+fn count_at(samples: &[(Duration, Counters)], t: Duration) -> u64 {
+    samples
+        .iter()
+        .rev()
+        .find(|(s, _)| *s <= t)
+        .map(|(_, c)| token_requests(c))
+        .unwrap_or(0)
+}
+
+/// The largest increase over any window of one second.
+fn busiest(series: &[(Duration, u64)]) -> u64 {
+    let mut best = 0;
+    let mut j = 0;
+    for i in 0..series.len() {
+        while series[i].0 - series[j].0 > Duration::from_secs(1) {
+            j += 1;
+        }
+        best = best.max(series[i].1 - series[j].1);
+    }
+    best
+}
+
+/// `  31 s  ####### 412` lines for every second with requests.
+fn per_second(series: &[(Duration, u64)]) -> String {
+    let mut bins: BTreeMap<u64, u64> = BTreeMap::new();
+    for w in series.windows(2) {
+        let d = w[1].1 - w[0].1;
+        if d > 0 {
+            *bins.entry(w[1].0.as_secs()).or_default() += d;
+        }
+    }
+    let max = bins.values().copied().max().unwrap_or(1).max(1);
+    let mut out = String::new();
+    for (s, n) in bins {
+        let bar = "#".repeat(((n * 50).div_ceil(max)) as usize);
+        out.push_str(&format!("{s:>4} s  {n:>5}  {bar}\n"));
+    }
+    if out.is_empty() {
+        out.push_str("(none)\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busiest_window() {
+        let s = |v: &[(u64, u64)]| -> Vec<(Duration, u64)> {
+            v.iter().map(|(ms, n)| (Duration::from_millis(*ms), *n)).collect()
+        };
+        assert_eq!(busiest(&s(&[(0, 0), (500, 10), (1000, 30), (1500, 31), (3000, 100)])), 30);
+        assert_eq!(busiest(&s(&[(0, 5)])), 0);
+    }
+}
