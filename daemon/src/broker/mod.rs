@@ -488,12 +488,14 @@ impl Broker {
                 let cert = assertion::load(&material, password.as_ref())
                     .map_err(|e| self.secret_error(id, &e.to_string()))?;
                 id.set_credential_expiry(Some(cert.not_after));
-                let audience = token_url(
+                // `aud` is the endpoint itself, without the v1 query string.
+                let url = token_url(
                     &id.cfg.cloud.login_endpoint,
                     &slot.key.tenant,
                     slot.endpoint,
                 );
-                let jwt = assertion::client_assertion(&cert, &id.cfg.client_id, &audience, now)
+                let audience = url.split('?').next().unwrap_or(&url);
+                let jwt = assertion::client_assertion(&cert, &id.cfg.client_id, audience, now)
                     .map_err(|e| self.secret_error(id, &e.to_string()))?;
                 Grant::ClientAssertion(jwt)
             }

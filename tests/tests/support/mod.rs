@@ -83,14 +83,41 @@ fn write_config(emu: &Emulator, dir: &Path, password: &str, clusters: &[&str]) -
     path
 }
 
+/// `[daemon]` and `[clouds.emulator]` for a daemon in `dir`.
+pub fn base_config(emu: &Emulator, dir: &Path) -> String {
+    std::fs::write(dir.join("ca.pem"), emu.ca_pem()).expect("write the CA");
+    format!(
+        "[daemon]\nsocket = \"{}\"\nca_file = \"ca.pem\"\ntick = \"1s\"\n\n\
+         [clouds.emulator]\nlogin_endpoint = \"{}\"\narm_endpoint = \"{}\"\narm_resource = \"https://management.core.windows.net/\"\n",
+        dir.join("akscred.sock").display(),
+        emu.login_url(),
+        emu.arm_url(),
+    )
+}
+
+/// Starts akscredd with `[daemon]`, the emulator cloud and what `body`
+/// writes (identities and clusters; it may put files in the directory).
+pub fn start_daemon_custom(emu: &Emulator, body: impl FnOnce(&Path) -> String) -> Daemon {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = base_config(emu, dir.path());
+    cfg.push_str(&body(dir.path()));
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, cfg).expect("write the config");
+    spawn_daemon(dir, &config)
+}
+
 /// Starts akscredd for alice (with `password`) and waits for its socket.
 pub fn start_daemon(emu: &Emulator, password: &str, clusters: &[&str]) -> Daemon {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(emu, dir.path(), password, clusters);
+    spawn_daemon(dir, &config)
+}
+
+fn spawn_daemon(dir: tempfile::TempDir, config: &Path) -> Daemon {
     let log = std::fs::File::create(dir.path().join("akscredd.log")).expect("log file");
     let child = Command::new(bin("akscredd"))
         .arg("--config")
-        .arg(&config)
+        .arg(config)
         .env("AKSCRED_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -188,7 +215,10 @@ impl Daemon {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .expect("a status code");
-        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
             dechunk(body)
         } else {
             body.to_owned()
