@@ -4,45 +4,14 @@
 //! The binaries of the other packages are found next to this package's own
 //! (`target/debug`); `scripts/test.sh` builds them before the tests run.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod support;
+
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use akscred_tests::scenario::standard;
 use akscred_tests::{Emulator, Scenario};
-
-fn bin(name: &str) -> PathBuf {
-    let own = PathBuf::from(env!("CARGO_BIN_EXE_akscred-emulator"));
-    let path = own.with_file_name(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)",
-        path.display()
-    );
-    path
-}
-
-fn kubectl_path() -> PathBuf {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("kubectl"))
-            .find(|p| p.is_file())
-    });
-    found.expect("kubectl is not on PATH: these tests run the real kubectl (.ci/run installs it)")
-}
-
-struct Daemon {
-    child: Child,
-    dir: tempfile::TempDir,
-    socket: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::{Daemon, bin, kubectl, ok, start_daemon_custom};
 
 struct Identity<'a> {
     name: &'a str,
@@ -56,57 +25,36 @@ const ALICE: Identity = Identity {
     password: standard::PASSWORD,
 };
 
-/// A config for `clusters` (emulator names) of `identity`, with the
-/// emulator as a custom cloud and its CA as the extra trust anchor.
-fn write_config(
-    emu: &Emulator,
-    dir: &Path,
-    identities: &[(&Identity, &[String])],
-    extra: &str,
-) -> PathBuf {
-    std::fs::write(dir.join("ca.pem"), emu.ca_pem()).unwrap();
-    let mut cfg = format!(
-        "[daemon]\nsocket = \"{}\"\nca_file = \"ca.pem\"\ntick = \"1s\"\n\n[clouds.emulator]\nlogin_endpoint = \"{}\"\narm_endpoint = \"{}\"\narm_resource = \"https://management.core.windows.net/\"\n",
-        dir.join("akscred.sock").display(),
-        emu.login_url(),
-        emu.arm_url(),
-    );
-    for (id, clusters) in identities {
-        let pw = dir.join(format!("{}.password", id.name));
-        std::fs::write(&pw, format!("{}\n", id.password)).unwrap();
-        cfg.push_str(&format!(
-            "\n[identities.{}]\ncloud = \"emulator\"\ntenant = \"{}\"\nusername = \"{}\"\npassword = {{ file = \"{}\" }}\n",
-            id.name,
-            standard::TENANT_DOMAIN,
-            id.upn,
-            pw.display()
-        ));
-        for c in clusters.iter() {
-            cfg.push_str(&format!(
-                "\n[clusters.{c}]\nidentity = \"{}\"\nsubscription = \"{}\"\nresource_group = \"{}\"\nname = \"{c}\"\n",
-                id.name,
-                standard::SUBSCRIPTION,
-                standard::RESOURCE_GROUP,
-            ));
-        }
-    }
-    cfg.push_str(extra);
-    let path = dir.join("config.toml");
-    std::fs::write(&path, cfg).unwrap();
-    path
-}
-
-fn start_daemon(emu: &Emulator, identities: &[(&Identity, &[String])]) -> Daemon {
-    start_daemon_with(emu, identities, "")
-}
-
-/// `extra` is appended to the config (more cluster tables, say).
+/// A daemon for `identities`, each with its clusters (emulator names, found
+/// through ARM); `extra` is appended to the config (more cluster tables).
 fn start_daemon_with(emu: &Emulator, identities: &[(&Identity, &[String])], extra: &str) -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(emu, dir.path(), identities, extra);
-    let check = Command::new(bin("akscredd"))
+    let d = start_daemon_custom(emu, |dir| {
+        let mut cfg = String::new();
+        for (id, clusters) in identities {
+            let pw = dir.join(format!("{}.password", id.name));
+            std::fs::write(&pw, format!("{}\n", id.password)).unwrap();
+            cfg.push_str(&format!(
+                "\n[identities.{}]\ncloud = \"emulator\"\ntenant = \"{}\"\nusername = \"{}\"\npassword = {{ file = \"{}\" }}\n",
+                id.name,
+                standard::TENANT_DOMAIN,
+                id.upn,
+                pw.display()
+            ));
+            for c in clusters.iter() {
+                cfg.push_str(&format!(
+                    "\n[clusters.{c}]\nidentity = \"{}\"\nsubscription = \"{}\"\nresource_group = \"{}\"\nname = \"{c}\"\n",
+                    id.name,
+                    standard::SUBSCRIPTION,
+                    standard::RESOURCE_GROUP,
+                ));
+            }
+        }
+        cfg.push_str(extra);
+        cfg
+    });
+    let check = std::process::Command::new(bin("akscredd"))
         .args(["check-config", "--config"])
-        .arg(&config)
+        .arg(d.dir.path().join("config.toml"))
         .output()
         .unwrap();
     assert!(
@@ -114,104 +62,40 @@ fn start_daemon_with(emu: &Emulator, identities: &[(&Identity, &[String])], extr
         "check-config: {}",
         String::from_utf8_lossy(&check.stderr)
     );
-    let log = std::fs::File::create(dir.path().join("akscredd.log")).unwrap();
-    let child = Command::new(bin("akscredd"))
-        .arg("--config")
-        .arg(&config)
-        .env("AKSCRED_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let socket = dir.path().join("akscred.sock");
-    let mut d = Daemon { child, dir, socket };
-    let start = Instant::now();
-    while !d.socket.exists() {
-        if let Some(status) = d.child.try_wait().unwrap() {
-            panic!("akscredd exited ({status}): {}", d.log());
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "no socket after 20 s: {}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
     d
 }
 
-impl Daemon {
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("akscredd.log")).unwrap_or_default()
-    }
+fn start_daemon(emu: &Emulator, identities: &[(&Identity, &[String])]) -> Daemon {
+    start_daemon_with(emu, identities, "")
+}
 
-    fn akscred(&self, args: &[&str], exec_info: Option<&str>) -> Output {
-        let mut cmd = Command::new(bin("akscred"));
-        cmd.args(args).env("AKSCRED_SOCKET", &self.socket);
-        match exec_info {
-            Some(info) => cmd.env("KUBERNETES_EXEC_INFO", info),
-            None => cmd.env_remove("KUBERNETES_EXEC_INFO"),
-        };
-        cmd.output().unwrap()
-    }
+trait DaemonExt {
+    fn kubeconfig(&self) -> PathBuf;
+    fn kubeconfig_or_skeleton(&self) -> PathBuf;
+}
 
-    /// Polls `akscred status --json` until `done` holds (or 30 s pass).
-    fn wait_status(
-        &self,
-        what: &str,
-        done: impl Fn(&serde_json::Value) -> bool,
-    ) -> serde_json::Value {
-        let start = Instant::now();
-        loop {
-            let out = self.akscred(&["status", "--json"], None);
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
-                && done(&v)
-            {
-                return v;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "timed out waiting for {what}: {}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
+impl DaemonExt for Daemon {
     /// The kubeconfig `akscred kubeconfig` prints, written to a file.
     fn kubeconfig(&self) -> PathBuf {
-        let out = self.akscred(&["kubeconfig"], None);
-        assert!(
-            out.status.success(),
-            "akscred kubeconfig: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = self.akscred(&["kubeconfig"]);
+        let text = ok(&out, "akscred kubeconfig");
         let path = self.dir.path().join("kubeconfig");
-        std::fs::write(&path, &out.stdout).unwrap();
+        std::fs::write(&path, text).unwrap();
         path
     }
-}
 
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
-    Command::new(kubectl_path())
-        .env("KUBECONFIG", kubeconfig)
-        .env_remove("AKSCRED_SOCKET")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    /// With a wrong password ARM cannot be asked for the server, so build
+    /// the kubeconfig by hand: the exec stanza is all this test needs.
+    fn kubeconfig_or_skeleton(&self) -> PathBuf {
+        let path = self.dir.path().join("kubeconfig");
+        let yaml = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {}\n      args: [token, aks-one]\n      interactiveMode: Never\n      env:\n      - name: AKSCRED_SOCKET\n        value: {}\ncontexts:\n- name: aks-one\n  context: {{cluster: c, user: u}}\ncurrent-context: aks-one\n",
+            bin("akscred").display(),
+            self.socket.display()
+        );
+        std::fs::write(&path, yaml).unwrap();
+        path
+    }
 }
 
 fn names(v: &[&str]) -> Vec<String> {
@@ -267,7 +151,7 @@ async fn kubectl_works_on_all_three_clusters_in_both_exec_versions() {
         let info = format!(
             r#"{{"apiVersion":"{api}","kind":"ExecCredential","spec":{{"interactive":false}}}}"#
         );
-        let out = d.akscred(&["token", "aks-one"], Some(&info));
+        let out = d.akscred_exec(&["token", "aks-one"], Some(&info));
         let body = ok(&out, "akscred token");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["apiVersion"], api);
@@ -296,7 +180,7 @@ async fn kubectl_works_on_all_three_clusters_in_both_exec_versions() {
             .is_some_and(|c| c.iter().all(|c| c["state"] == "ready"))
     });
     assert_eq!(status["clusters"].as_array().unwrap().len(), 3);
-    let table = d.akscred(&["status"], None);
+    let table = d.akscred(&["status"]);
     let table = ok(&table, "akscred status");
     assert!(
         table.contains("aks-legacy") && table.contains("ready"),
@@ -322,7 +206,7 @@ async fn a_wrong_password_is_sent_once_and_never_again() {
             err.contains("needs attention") && err.contains("akscred retry alice"),
             "{err}"
         );
-        let out = d.akscred(&["token", "aks-two"], None);
+        let out = d.akscred(&["token", "aks-two"]);
         assert!(!out.status.success() && out.stdout.is_empty());
     }
     assert_eq!(emu.counters().password_attempts(standard::ALICE), 1);
@@ -337,32 +221,17 @@ async fn a_wrong_password_is_sent_once_and_never_again() {
         "{status}"
     );
     // Status exits non-zero when a cluster is not ready.
-    assert!(!d.akscred(&["status"], None).status.success());
+    assert!(!d.akscred(&["status"]).status.success());
 
     // The operator fixes the password and says so: one more attempt, which works.
     std::fs::write(d.dir.path().join("alice.password"), standard::PASSWORD).unwrap();
-    ok(&d.akscred(&["retry", "alice"], None), "akscred retry");
+    ok(&d.akscred(&["retry", "alice"]), "akscred retry");
     let kc = d.kubeconfig();
     ok(
         &kubectl(&kc, &["--context", "aks-one", "get", "namespaces"]),
         "kubectl after retry",
     );
     assert_eq!(emu.counters().password_attempts(standard::ALICE), 3);
-}
-
-impl Daemon {
-    /// With a wrong password ARM cannot be asked for the server, so build
-    /// the kubeconfig by hand: the exec stanza is all this test needs.
-    fn kubeconfig_or_skeleton(&self) -> PathBuf {
-        let path = self.dir.path().join("kubeconfig");
-        let yaml = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {}\n      args: [token, aks-one]\n      interactiveMode: Never\n      env:\n      - name: AKSCRED_SOCKET\n        value: {}\ncontexts:\n- name: aks-one\n  context: {{cluster: c, user: u}}\ncurrent-context: aks-one\n",
-            bin("akscred").display(),
-            self.socket.display()
-        );
-        std::fs::write(&path, yaml).unwrap();
-        path
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -424,7 +293,7 @@ async fn sixty_second_tokens_stay_valid_for_five_minutes() {
     let mut checks = 0;
     let mut tokens = std::collections::HashSet::new();
     while start.elapsed() < Duration::from_secs(secs) {
-        let out = d.akscred(&["token", "aks-one"], None);
+        let out = d.akscred(&["token", "aks-one"]);
         let body = ok(&out, "akscred token");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         let token = v["status"]["token"].as_str().unwrap().to_string();

@@ -147,13 +147,20 @@ impl Daemon {
     }
 
     pub fn akscred(&self, args: &[&str]) -> Output {
-        Command::new(bin("akscred"))
-            .args(args)
+        self.akscred_exec(args, None)
+    }
+
+    /// `akscred` as kubectl runs it, with `KUBERNETES_EXEC_INFO` when given.
+    pub fn akscred_exec(&self, args: &[&str], exec_info: Option<&str>) -> Output {
+        let mut cmd = Command::new(bin("akscred"));
+        cmd.args(args)
             .env("AKSCRED_SOCKET", &self.socket)
             .env_remove("KUBERNETES_EXEC_INFO")
-            .env_remove("KUBECONFIG")
-            .output()
-            .expect("akscred runs")
+            .env_remove("KUBECONFIG");
+        if let Some(info) = exec_info {
+            cmd.env("KUBERNETES_EXEC_INFO", info);
+        }
+        cmd.output().expect("akscred runs")
     }
 
     /// Polls `akscred status --json` until `done` holds (or 30 s pass).
