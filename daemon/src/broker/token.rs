@@ -45,6 +45,35 @@ impl std::fmt::Debug for Token {
     }
 }
 
+/// `expirationTimestamp` for kubectl: a minute (at most a quarter of the
+/// lifetime) before the credential really ends, since client-go re-runs the
+/// plugin only after that instant and has no margin of its own.
+fn exec_expiry(obtained: SystemTime, expires_on: SystemTime) -> SystemTime {
+    let lifetime = expires_on.duration_since(obtained).unwrap_or_default();
+    let margin = Duration::from_secs(60).min(lifetime / 4);
+    expires_on.checked_sub(margin).unwrap_or(obtained)
+}
+
+/// The ExecCredential in both API versions, rendered once; the secret
+/// fields of `status` are zeroized afterwards.
+fn bodies(status: ExecCredentialStatus) -> [Secret; 2] {
+    let mut cred = ExecCredential {
+        api_version: String::new(),
+        kind: "ExecCredential".to_string(),
+        status,
+    };
+    let out = [EXEC_API_V1, EXEC_API_V1BETA1].map(|api| {
+        cred.api_version = api.to_string();
+        // Serialising plain strings cannot fail.
+        Secret::new(serde_json::to_string(&cred).unwrap_or_default())
+    });
+    cred.status.token.zeroize();
+    if let Some(k) = cred.status.client_key_data.as_mut() {
+        k.zeroize();
+    }
+    out
+}
+
 impl Token {
     /// `jitter` in [0, 1) spreads refreshes of tokens obtained together over
     /// 70–80 % of their lifetime, so a jump host with hundreds of clusters
@@ -72,33 +101,21 @@ impl Token {
         // Short-lived tokens (tests use 60 s) would otherwise be "almost
         // expired" from the moment they arrive.
         let min_remaining = policy.min_remaining.min(lifetime / 4);
-        let margin = Duration::from_secs(60).min(lifetime / 4);
-        let exec_expiry = expires_on.checked_sub(margin).unwrap_or(obtained);
-        let stamp = rfc3339(exec_expiry);
-        let render = |api: &str| {
-            let mut cred = ExecCredential {
-                api_version: api.to_string(),
-                kind: "ExecCredential".to_string(),
-                status: ExecCredentialStatus {
-                    token: access_token.expose().to_string(),
-                    client_certificate_data: None,
-                    client_key_data: None,
-                    expiration_timestamp: stamp.clone(),
-                },
-            };
-            // Serialising plain strings cannot fail.
-            let body = serde_json::to_string(&cred).unwrap_or_default();
-            cred.status.token.zeroize();
-            Secret::new(body)
-        };
+        let exec_expiry = exec_expiry(obtained, expires_on);
+        let [body_v1, body_v1beta1] = bodies(ExecCredentialStatus {
+            token: access_token.expose().to_string(),
+            client_certificate_data: None,
+            client_key_data: None,
+            expiration_timestamp: rfc3339(exec_expiry),
+        });
         Token {
             expires_on,
             obtained,
             refresh_at,
             min_remaining,
             exec_expiry,
-            body_v1: render(EXEC_API_V1),
-            body_v1beta1: render(EXEC_API_V1BETA1),
+            body_v1,
+            body_v1beta1,
             access_token,
         }
     }
@@ -112,27 +129,13 @@ impl Token {
         obtained: SystemTime,
         not_after: SystemTime,
     ) -> Token {
-        let margin =
-            Duration::from_secs(60).min(not_after.duration_since(obtained).unwrap_or_default() / 4);
-        let exec_expiry = not_after.checked_sub(margin).unwrap_or(obtained);
-        let stamp = rfc3339(exec_expiry);
-        let render = |api: &str| {
-            let mut cred = ExecCredential {
-                api_version: api.to_string(),
-                kind: "ExecCredential".to_string(),
-                status: ExecCredentialStatus {
-                    token: String::new(),
-                    client_certificate_data: Some(cert_pem.to_string()),
-                    client_key_data: Some(key_pem.expose().to_string()),
-                    expiration_timestamp: stamp.clone(),
-                },
-            };
-            let body = serde_json::to_string(&cred).unwrap_or_default();
-            if let Some(k) = cred.status.client_key_data.as_mut() {
-                k.zeroize();
-            }
-            Secret::new(body)
-        };
+        let exec_expiry = exec_expiry(obtained, not_after);
+        let [body_v1, body_v1beta1] = bodies(ExecCredentialStatus {
+            token: String::new(),
+            client_certificate_data: Some(cert_pem.to_string()),
+            client_key_data: Some(key_pem.expose().to_string()),
+            expiration_timestamp: rfc3339(exec_expiry),
+        });
         Token {
             expires_on: not_after,
             obtained,
@@ -142,8 +145,8 @@ impl Token {
             min_remaining: Duration::ZERO,
             exec_expiry,
             access_token: Secret::default(),
-            body_v1: render(EXEC_API_V1),
-            body_v1beta1: render(EXEC_API_V1BETA1),
+            body_v1,
+            body_v1beta1,
         }
     }
 
