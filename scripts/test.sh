@@ -9,4 +9,7 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The end-to-end tests run the binaries of other packages: build them first.
 cargo build --workspace --bins
+# The example config is the documentation of every key: it must be valid
+# (tests/tests/config_example.rs also checks that it names every key).
+target/debug/akscredd check-config --config config.example.toml
 cargo test --workspace

@@ -63,32 +63,63 @@ impl Drop for Daemon {
     }
 }
 
-/// The config akscredd gets: the emulator as a custom cloud, alice, and one
-/// ARM-discovered cluster table per emulated cluster. `daemon_extra` goes
-/// into `[daemon]` (e.g. `refresh_before = "1s"`).
-fn write_config(emu: &Emulator, dir: &Path, daemon_extra: &str) -> Result<PathBuf, String> {
+/// Who signs in for which cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// alice for every cluster.
+    OneIdentity,
+    /// Cluster `i` has identity `u{i}` (emulator user `UserSpec` `i`, see
+    /// [`identity_upn`]).
+    IdentityPerCluster,
+}
+
+/// The UPN of the `i`-th extra user of [`Layout::IdentityPerCluster`].
+pub fn identity_upn(i: usize) -> String {
+    format!("user{i:04}@{}", standard::CUSTOM_DOMAIN)
+}
+
+/// The config akscredd gets: the emulator as a custom cloud, the
+/// identities, and one ARM-discovered cluster table per emulated cluster.
+/// `daemon_extra` goes into `[daemon]` (e.g. `refresh_before = "1s"`).
+fn write_config(
+    emu: &Emulator,
+    dir: &Path,
+    daemon_extra: &str,
+    layout: Layout,
+) -> Result<PathBuf, String> {
     let io = |e: std::io::Error| format!("cannot write the daemon config in {}: {e}", dir.display());
     std::fs::write(dir.join("ca.pem"), emu.ca_pem()).map_err(io)?;
-    std::fs::write(
-        dir.join("alice.password"),
-        format!("{}\n", standard::PASSWORD),
-    )
-    .map_err(io)?;
+    // Every emulated user has the standard password.
+    std::fs::write(dir.join("password"), format!("{}\n", standard::PASSWORD)).map_err(io)?;
     let mut cfg = format!(
         "[daemon]\nsocket = \"{}\"\nca_file = \"ca.pem\"\n{daemon_extra}\n\n\
          [clouds.emulator]\nlogin_endpoint = \"{}\"\narm_endpoint = \"{}\"\n\
-         arm_resource = \"https://management.core.windows.net/\"\n\n\
-         [identities.alice]\ncloud = \"emulator\"\ntenant = \"{}\"\nusername = \"{}\"\n\
-         password = {{ file = \"alice.password\" }}\n",
+         arm_resource = \"https://management.core.windows.net/\"\n",
         dir.join("akscred.sock").display(),
         emu.login_url(),
         emu.arm_url(),
-        standard::TENANT_DOMAIN,
-        standard::ALICE,
     );
-    for c in &emu.scenario().clusters {
+    let identity = |cfg: &mut String, name: &str, upn: &str| {
         cfg.push_str(&format!(
-            "\n[clusters.{}]\nidentity = \"alice\"\nsubscription = \"{}\"\nresource_group = \"{}\"\nname = \"{}\"\n",
+            "\n[identities.{name}]\ncloud = \"emulator\"\ntenant = \"{}\"\nusername = \"{upn}\"\n\
+             password = {{ file = \"password\" }}\n",
+            standard::TENANT_DOMAIN,
+        ));
+    };
+    if layout == Layout::OneIdentity {
+        identity(&mut cfg, "alice", standard::ALICE);
+    }
+    for (i, c) in emu.scenario().clusters.iter().enumerate() {
+        let who = match layout {
+            Layout::OneIdentity => "alice".to_owned(),
+            Layout::IdentityPerCluster => {
+                let name = format!("u{i:04}");
+                identity(&mut cfg, &name, &identity_upn(i));
+                name
+            }
+        };
+        cfg.push_str(&format!(
+            "\n[clusters.{}]\nidentity = \"{who}\"\nsubscription = \"{}\"\nresource_group = \"{}\"\nname = \"{}\"\n",
             c.name, c.subscription, c.resource_group, c.name
         ));
     }
@@ -101,12 +132,17 @@ impl Daemon {
     /// Writes the config and starts akscredd; returns at once (see
     /// [`Daemon::wait_ready`], [`Daemon::wait_all_ready`]). `started` is
     /// taken just before the process is spawned.
-    pub fn start(bins: &Bins, emu: &Emulator, daemon_extra: &str) -> Result<Daemon, String> {
+    pub fn start(
+        bins: &Bins,
+        emu: &Emulator,
+        daemon_extra: &str,
+        layout: Layout,
+    ) -> Result<Daemon, String> {
         let dir = tempfile::Builder::new()
             .prefix("akscred-bench-")
             .tempdir()
             .map_err(|e| format!("cannot make a temporary directory: {e}"))?;
-        let config = write_config(emu, dir.path(), daemon_extra)?;
+        let config = write_config(emu, dir.path(), daemon_extra, layout)?;
         let check = Command::new(&bins.akscredd)
             .args(["check-config", "--config"])
             .arg(&config)
@@ -272,11 +308,23 @@ impl Memory {
     }
 }
 
+/// User plus system CPU time a process has used so far, from
+/// `/proc/PID/stat` (clock ticks of 10 ms: `USER_HZ` is 100 on Linux).
+pub fn cpu_time(pid: &str) -> Duration {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces: fields are counted after its `)`.
+    let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after `)`.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
 pub fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-fn tail(text: &str, lines: usize) -> String {
+pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -22,12 +22,13 @@ mod stats;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use akscred_tests::{AKS_SERVER_APP_ID, ClusterAad, Counters, Emulator, Scenario, standard};
 
-use harness::{Bins, Daemon, Memory, mib};
+use harness::{Bins, Daemon, Layout, Memory, mib};
 use stats::{LoadSpan, Summary, dur, ms, ratio, verdict};
 
 const USAGE: &str = "usage: akscred-bench [--runs N] [--warmup N] [--measure SECS] [--load-threads N] [--cold-runs N] [--burst-clusters N] [--burst-lifetime SECS] [--only 1,2,...]";
@@ -94,7 +95,7 @@ fn parse_args() -> Result<Options, String> {
 struct Budget {
     what: String,
     figure: String,
-    ok: bool,
+    verdict: String,
 }
 
 struct Report {
@@ -103,15 +104,62 @@ struct Report {
 
 impl Report {
     fn budget(&mut self, what: impl Into<String>, figure: impl Into<String>, ok: bool) {
+        self.line(what, figure, verdict(ok));
+    }
+
+    /// A figure without a budget, or a verdict of another kind.
+    fn line(&mut self, what: impl Into<String>, figure: impl Into<String>, verdict: &str) {
         self.budgets.push(Budget {
             what: what.into(),
             figure: figure.into(),
-            ok,
+            verdict: verdict.into(),
         });
     }
 }
 
+/// `akscred-bench load SOCKET CLUSTER CONNS [close] [SECS]`: figure 3's
+/// generator alone, against any running akscredd (for profiling it).
+fn load_only(args: &[String]) -> Result<(), String> {
+    let [socket, cluster, conns, rest @ ..] = args else {
+        return Err("usage: akscred-bench load SOCKET CLUSTER CONNS [close] [SECS]".into());
+    };
+    let keepalive = !rest.iter().any(|a| a == "close");
+    let secs = rest
+        .iter()
+        .find_map(|a| a.parse::<u64>().ok())
+        .unwrap_or(10);
+    let plan = load::Plan {
+        conns: conns.parse().map_err(|_| format!("{conns:?} is not a number"))?,
+        keepalive,
+        warmup: Duration::from_millis(500),
+        measure: Duration::from_secs(secs),
+        threads: 1,
+    };
+    let target = format!("/v1/clusters/{cluster}/credential?api_version=v1");
+    let out = load::run(Path::new(socket), &target, &plan)?;
+    let rate = out.per_second();
+    let s = Summary::new(out.latencies);
+    println!(
+        "{} requests, {rate:.0} req/s, p50 {}, p99 {}, errors {}",
+        s.len(),
+        dur(s.median()),
+        dur(s.p99()),
+        out.errors
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("load") {
+        return match load_only(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("akscred-bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let opts = match parse_args() {
         Ok(o) => o,
         Err(e) => {
@@ -146,7 +194,7 @@ fn run(opts: &Options) -> Result<(), String> {
         let emu = rt
             .block_on(Emulator::start(Scenario::many_managed(1)))
             .map_err(|e| format!("cannot start the emulator: {e}"))?;
-        let mut daemon = Daemon::start(&bins, &emu, "")?;
+        let mut daemon = Daemon::start(&bins, &emu, "", Layout::OneIdentity)?;
         daemon.wait_ready(Duration::from_secs(10))?;
         daemon.wait_all_ready(Duration::from_millis(10), Duration::from_secs(30))?;
         std::thread::sleep(Duration::from_secs(1));
@@ -170,13 +218,13 @@ fn run(opts: &Options) -> Result<(), String> {
         cold_start(opts, &rt, &bins, &mut report)?;
     }
     if opts.wants(6) {
-        burst(opts, &rt, &bins)?;
+        burst(opts, &rt, &bins, &mut report)?;
     }
 
     println!("\n## Budgets\n");
     println!("| budget | measured | verdict |\n|---|---|---|");
     for b in &report.budgets {
-        println!("| {} | {} | {} |", b.what, b.figure, verdict(b.ok));
+        println!("| {} | {} | {} |", b.what, b.figure, b.verdict);
     }
     Ok(())
 }
@@ -383,8 +431,9 @@ fn throughput(opts: &Options, daemon: &Daemon, cluster: &str, report: &mut Repor
         if opts.load_threads == 1 { "" } else { "s" },
         opts.measure.as_secs()
     );
-    println!("| connections | mode | requests | req/s | p50 | p99 | max | errors | load |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| connections | mode | requests | req/s | p50 | p99 | max | errors | akscredd CPU | generator CPU | akscredd CPU per request | load |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let pid = daemon.pid().to_string();
     for keepalive in [true, false] {
         for conns in [1usize, 8, 64] {
             let span = LoadSpan::start();
@@ -395,17 +444,25 @@ fn throughput(opts: &Options, daemon: &Daemon, cluster: &str, report: &mut Repor
                 measure: opts.measure,
                 threads: opts.load_threads,
             };
+            let (d0, g0, t0) = (harness::cpu_time(&pid), harness::cpu_time("self"), Instant::now());
             let out = load::run(&daemon.socket, &target, &plan)?;
+            let wall = t0.elapsed().as_secs_f64();
+            let (d_cpu, g_cpu) = (harness::cpu_time(&pid) - d0, harness::cpu_time("self") - g0);
             let rate = out.per_second();
+            let total = out.latencies.len() as f64 * (plan.warmup + plan.measure).as_secs_f64()
+                / plan.measure.as_secs_f64();
             let s = Summary::new(out.latencies);
             let mode = if keepalive { "keep-alive" } else { "close" };
             println!(
-                "| {conns} | {mode} | {} | {rate:.0} | {} | {} | {} | {} | {} |",
+                "| {conns} | {mode} | {} | {rate:.0} | {} | {} | {} | {} | {:.2} cores | {:.2} cores | {:.1} µs | {} |",
                 s.len(),
                 dur(s.median()),
                 dur(s.p99()),
                 dur(s.max()),
                 out.errors,
+                d_cpu.as_secs_f64() / wall,
+                g_cpu.as_secs_f64() / wall,
+                d_cpu.as_secs_f64() * 1e6 / total.max(1.0),
                 span.end()
             );
             if let Some(e) = out.first_error {
@@ -466,7 +523,7 @@ fn memory(
         let emu = rt
             .block_on(Emulator::start(Scenario::many_managed(n)))
             .map_err(|e| format!("cannot start the emulator: {e}"))?;
-        let mut d = Daemon::start(bins, &emu, "")?;
+        let mut d = Daemon::start(bins, &emu, "", Layout::OneIdentity)?;
         d.wait_ready(Duration::from_secs(10))?;
         let all = d.wait_all_ready(Duration::from_millis(20), Duration::from_secs(60))?;
         std::thread::sleep(Duration::from_secs(1));
@@ -518,7 +575,7 @@ fn cold_start(
     for run in 1..=opts.cold_runs {
         emu.reset_counters();
         let span = LoadSpan::start();
-        let mut d = Daemon::start(bins, &emu, "")?;
+        let mut d = Daemon::start(bins, &emu, "", Layout::OneIdentity)?;
         let (ready, socket) = d.wait_ready(Duration::from_secs(10))?;
         let all = d.wait_all_ready(Duration::from_millis(5), Duration::from_secs(30))?;
         let c = emu.counters();
@@ -568,21 +625,27 @@ fn guid(kind: u32, i: usize) -> String {
     format!("{kind:08x}-0000-4000-8000-{i:012x}")
 }
 
-/// Figure 6: `n` legacy-AAD clusters, each with its own server app (so `n`
-/// distinct tokens), one client app, all tokens obtained together at start
-/// and so all due together.
-fn burst(opts: &Options, rt: &tokio::runtime::Runtime, bins: &Bins) -> Result<(), String> {
+/// Figure 6: `n` distinct tokens, all obtained together at start and so all
+/// due together, twice: first as `n` legacy-AAD clusters of one identity
+/// (one server app each, one shared client app), then as `n` identities
+/// with one AKS-managed cluster each.
+fn burst(
+    opts: &Options,
+    rt: &tokio::runtime::Runtime,
+    bins: &Bins,
+    report: &mut Report,
+) -> Result<(), String> {
     let n = opts.burst_clusters;
     let lifetime = Duration::from_secs(opts.burst_lifetime);
     println!("\n## 6. Refresh burst: {n} distinct tokens due together\n");
     println!(
-        "{n} legacy-AAD clusters, each with its own server app id (so {n} distinct \
-         tokens, resource `spn:<id>`, v1 endpoint) and one shared client app, one identity; \
-         the emulator issues {}-second tokens. All tokens are obtained at start, so all \
-         come due together. The emulator's token-request counter is sampled every 50 ms; \
-         the busiest second is the largest increase over any 1-second window.\n",
+        "The emulator issues {}-second tokens; every token is obtained at start, so all \
+         come due together. The emulator's token-request counter (v1 + v2) is sampled \
+         every 50 ms; the busiest second is the largest increase over any 1-second window.",
         lifetime.as_secs()
     );
+
+    // 6a: one identity, n legacy clusters, one client app.
     let mut scenario = Scenario::many_managed(n);
     for (i, c) in scenario.clusters.iter_mut().enumerate() {
         c.aad = ClusterAad::LegacyAad {
@@ -594,114 +657,224 @@ fn burst(opts: &Options, rt: &tokio::runtime::Runtime, bins: &Bins) -> Result<()
     let emu = rt
         .block_on(Emulator::start(scenario))
         .map_err(|e| format!("cannot start the emulator: {e}"))?;
+    println!(
+        "\n### 6a. One identity, {n} legacy-AAD clusters sharing one client app\n\n\
+         Each cluster has its own server app (resource `spn:<id>`, v1 endpoint), so {n} \
+         distinct tokens, all from one refresh token (identity, tenant, client app). \
+         The emulator rotates refresh tokens (each is good for one redemption), as \
+         documented in `tests/src/directory.rs`.\n"
+    );
+    let span = LoadSpan::start();
+    let mut d = Daemon::start(bins, &emu, "", Layout::OneIdentity)?;
+    d.wait_ready(Duration::from_secs(10))?;
+    let wait = Duration::from_secs(30);
+    let outcome = d.wait_all_ready(Duration::from_millis(100), wait);
+    let c = emu.counters();
+    let ready = d.ready_clusters().unwrap_or(0);
+    println!("| clusters ready | token requests | password grants | refresh-token grants | load |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {ready} of {n} {} | {} | {} | {} | {} |",
+        match &outcome {
+            Ok(t) => format!("after {}", dur(*t)),
+            Err(_) => format!("after {}", dur(wait)),
+        },
+        token_requests(&c),
+        c.grants_of_type("password"),
+        c.grants_of_type("refresh_token"),
+        span.end()
+    );
+    report.line(
+        format!("6a. (correctness) cold start of {n} legacy clusters sharing a client app"),
+        format!("{ready} of {n} ready after {}", dur(d.started.elapsed())),
+        if ready == n { "ok" } else { "**FAILS**" },
+    );
+    if ready < n {
+        let log = d.log();
+        let distinct: Vec<&str> = {
+            let mut seen = std::collections::BTreeSet::new();
+            log.lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .filter(|l| seen.insert(warning_kind(l)))
+                .take(6)
+                .collect()
+        };
+        println!(
+            "\nThe refresh phase cannot be measured this way: not every cluster got a \
+             token. One line of each kind of warning in akscredd's log:\n\n```\n{}\n```",
+            distinct.join("\n")
+        );
+    }
+    drop(d);
+    drop(emu);
+
+    // 6b: n identities, one managed cluster each.
+    let mut scenario = Scenario::many_managed(n);
+    let template = scenario
+        .users
+        .iter()
+        .find(|u| u.upn == standard::ALICE)
+        .cloned()
+        .ok_or("the standard scenario has no alice")?;
+    for i in 0..n {
+        let mut u = template.clone();
+        u.upn = harness::identity_upn(i);
+        scenario.users.push(u);
+    }
+    scenario.token_lifetime = lifetime;
+    let emu = rt
+        .block_on(Emulator::start(scenario))
+        .map_err(|e| format!("cannot start the emulator: {e}"))?;
+    println!(
+        "\n### 6b. {n} identities, one AKS-managed cluster each\n\n\
+         {n} users of one tenant, each with its own cluster: {n} distinct API-server \
+         tokens (and {n} ARM tokens, which are fetched on demand and not refreshed).\n"
+    );
     let variants = [
         ("default `[daemon]` settings", ""),
         (
-            "`refresh_before = \"1s\"` (so the 70–80 % jittered plan applies to a short token)",
+            "`refresh_before = \"1s\"`, so that the 70–80 % jittered plan applies to a short token",
             "refresh_before = \"1s\"",
         ),
     ];
     for (label, extra) in variants {
         emu.reset_counters();
-        println!("\n### {label}\n");
+        println!("\n#### {label}\n");
         let span = LoadSpan::start();
-        let mut d = Daemon::start(bins, &emu, extra)?;
+        let mut d = Daemon::start(bins, &emu, extra, Layout::IdentityPerCluster)?;
         d.wait_ready(Duration::from_secs(10))?;
-        // Sample from the start, so the cold start's own burst shows too.
-        let mut samples: Vec<(Duration, Counters)> = Vec::new();
-        let started = d.started;
-        let mut all_ready: Option<Duration> = None;
-        let mut next_status = Instant::now();
-        let deadline = started + Duration::from_secs(60) + lifetime * 2;
-        let mut settled_since: Option<Instant> = None;
-        loop {
-            let now = Instant::now();
-            let c = emu.counters();
-            samples.push((now - started, c));
-            if all_ready.is_none() && now >= next_status {
-                next_status = now + Duration::from_millis(100);
-                if d.ready_clusters().unwrap_or(0) == n {
-                    all_ready = Some(now - started);
-                }
-            }
-            // Done once every token has been refreshed once after all were
-            // ready, and nothing happened for 3 s.
-            if let Some(ready) = all_ready {
-                let at_ready = count_at(&samples, ready);
-                let total = samples.last().map(|(_, c)| token_requests(c)).unwrap_or(0);
-                let quiet = samples.len() > 1
-                    && token_requests(&samples[samples.len() - 2].1) == total;
-                if total >= at_ready + n as u64 && quiet {
-                    let since = *settled_since.get_or_insert(now);
-                    if now - since > Duration::from_secs(3) {
-                        break;
-                    }
-                } else {
-                    settled_since = None;
-                }
-            }
-            if now > deadline {
-                println!("(stopped waiting after {}: not every token was refreshed)\n", dur(now - started));
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let obs = observe(&mut d, &emu, n, lifetime);
         let load = span.end();
-        let ready_label = all_ready.map(dur).unwrap_or_else(|| "never".into());
-        let split = all_ready.unwrap_or(Duration::MAX);
-        let (cold, refresh): (Vec<_>, Vec<_>) = samples.iter().partition(|(t, _)| *t <= split);
-        let series = |s: &[&(Duration, Counters)]| -> Vec<(Duration, u64)> {
-            s.iter().map(|(t, c)| (*t, token_requests(c))).collect()
-        };
-        let cold_series = series(&cold);
-        let mut refresh_series = series(&refresh);
-        if let Some(last_cold) = cold_series.last() {
-            refresh_series.insert(0, *last_cold);
-        }
-        let last = &samples.last().ok_or("no samples")?.1;
-        let ready_count = d.ready_clusters().unwrap_or(0);
-        println!("| phase | token requests | busiest second | password grants (total) | clusters ready at end | load |");
-        println!("|---|---|---|---|---|---|");
-        let at_ready = count_at(&samples, split);
-        println!(
-            "| cold start (until all ready at {ready_label}) | {at_ready} | {} | {} | | |",
-            busiest(&cold_series),
-            samples
-                .iter()
-                .rev()
-                .find(|(t, _)| *t <= split)
-                .map(|(_, c)| c.password_attempts(standard::ALICE))
-                .unwrap_or(0)
-        );
-        println!(
-            "| refresh (after all ready) | {} | **{}** | {} | {ready_count} of {n} | {load} |",
-            token_requests(last) - at_ready,
-            busiest(&refresh_series),
-            last.password_attempts(standard::ALICE)
-        );
-        println!("\nToken requests per second since start (refresh phase):\n");
-        println!("```\n{}```", per_second(&refresh_series));
-        let failures: Vec<String> = last
-            .token_grants
+        let ready_label = obs.all_ready.map(dur).unwrap_or_else(|| "never".into());
+        let split = obs.all_ready.unwrap_or(Duration::MAX);
+        let series: Vec<(Duration, u64)> = obs
+            .samples
             .iter()
-            .filter(|((g, _), _)| g == "password")
-            .map(|((g, r), n)| format!("{g} {r}: {n}"))
+            .map(|(t, c)| (*t, token_requests(c)))
             .collect();
-        if !failures.is_empty() {
-            println!("\nPassword grants by resource: {}", failures.join(", "));
+        let (cold, mut refresh): (Vec<_>, Vec<_>) =
+            series.iter().copied().partition(|(t, _)| *t <= split);
+        if let Some(last_cold) = cold.last() {
+            refresh.insert(0, *last_cold);
         }
+        let last = &obs.samples.last().ok_or("no samples")?.1;
+        let at_ready = count_at(&series, split);
+        let pw_at_ready = obs
+            .samples
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= split)
+            .map(|(_, c)| c.grants_of_type("password"))
+            .unwrap_or(0);
+        let ready_count = d.ready_clusters().unwrap_or(0);
+        if let Some(note) = &obs.note {
+            println!("{note}\n");
+        }
+        println!("| phase | token requests | busiest second | password grants | clusters ready at end | load |");
+        println!("|---|---|---|---|---|---|");
+        println!(
+            "| cold start (all ready after {ready_label}) | {at_ready} | {} | {pw_at_ready} | | |",
+            busiest(&cold),
+        );
+        let peak = busiest(&refresh);
+        println!(
+            "| refresh (after all ready) | {} | **{peak}** | {} | {ready_count} of {n} | {load} |",
+            token_requests(last) - at_ready,
+            last.grants_of_type("password") - pw_at_ready,
+        );
+        println!("\nToken requests per second of the refresh phase (seconds since akscredd started):\n");
+        println!("```\n{}```", per_second(&refresh));
+        report.line(
+            format!("6b. refresh burst, {n} tokens due together, {label}"),
+            format!("busiest second: {peak} token requests ({load})"),
+            "no budget",
+        );
         drop(d);
     }
     Ok(())
 }
 
-/// The counter value at the last sample taken at or before `t`.
-fn count_at(samples: &[(Duration, Counters)], t: Duration) -> u64 {
-    samples
+/// The part of a log line that says what happened, without the time and
+/// the fields that differ between clusters.
+fn warning_kind(line: &str) -> String {
+    line.split_whitespace()
+        .skip(2)
+        .take_while(|w| !w.contains('='))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+struct Observation {
+    samples: Vec<(Duration, Counters)>,
+    all_ready: Option<Duration>,
+    note: Option<String>,
+}
+
+/// Samples the emulator's counters every 50 ms from the daemon's start
+/// until every cluster is ready and then `refreshes` more token requests
+/// have been made followed by 3 quiet seconds, or until it is clear that
+/// this will not happen.
+fn observe(d: &mut Daemon, emu: &Emulator, refreshes: usize, lifetime: Duration) -> Observation {
+    let mut samples: Vec<(Duration, Counters)> = Vec::new();
+    let started = d.started;
+    let mut all_ready: Option<Duration> = None;
+    let mut next_status = Instant::now();
+    let deadline = started + Duration::from_secs(120) + lifetime * 2;
+    let mut quiet_since: Option<Instant> = None;
+    let mut note = None;
+    loop {
+        let now = Instant::now();
+        samples.push((now - started, emu.counters()));
+        if all_ready.is_none() && now >= next_status {
+            next_status = now + Duration::from_millis(100);
+            if d.ready_clusters().unwrap_or(0) == d.clusters {
+                all_ready = Some(now - started);
+            }
+        }
+        if let Some(ready) = all_ready {
+            let total = token_requests(&samples[samples.len() - 1].1);
+            let series: Vec<(Duration, u64)> = samples
+                .iter()
+                .map(|(t, c)| (*t, token_requests(c)))
+                .collect();
+            let moved = samples.len() > 1 && token_requests(&samples[samples.len() - 2].1) != total;
+            if total >= count_at(&series, ready) + refreshes as u64 && !moved {
+                let since = *quiet_since.get_or_insert(now);
+                if now - since > Duration::from_secs(3) {
+                    break;
+                }
+            } else {
+                quiet_since = None;
+            }
+        }
+        if now > deadline {
+            note = Some(format!(
+                "(stopped after {}: {})",
+                dur(now - started),
+                if all_ready.is_none() {
+                    "not every cluster became ready"
+                } else {
+                    "fewer refreshes than tokens"
+                }
+            ));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Observation {
+        samples,
+        all_ready,
+        note,
+    }
+}
+
+/// The count at the last sample taken at or before `t`.
+fn count_at(series: &[(Duration, u64)], t: Duration) -> u64 {
+    series
         .iter()
         .rev()
         .find(|(s, _)| *s <= t)
-        .map(|(_, c)| token_requests(c))
+        .map(|(_, n)| *n)
         .unwrap_or(0)
 }
 

@@ -341,7 +341,10 @@ pub const ENVIRONMENT: [(&str, &str); 5] = [
         "KUBECONFIG",
         "`kubeconfig --merge` merges into its first file (default ~/.kube/config)",
     ),
-    ("NO_COLOR", "when set and not empty, `status` uses no colour"),
+    (
+        "NO_COLOR",
+        "when set and not empty, `status` uses no colour",
+    ),
     ("TERM", "`dumb` turns colour off too"),
 ];
 
@@ -420,10 +423,7 @@ fn columns(out: &mut String, rows: &[(String, &str)]) {
 
 /// The whole `--help` text.
 pub fn help() -> String {
-    let mut out = format!(
-        "akscred {}: {ABOUT}\n\nUsage:\n",
-        env!("CARGO_PKG_VERSION")
-    );
+    let mut out = format!("akscred {}: {ABOUT}\n\nUsage:\n", env!("CARGO_PKG_VERSION"));
     let mut rows: Vec<(String, &str)> = Spec::visible()
         .filter(|s| s.name != "help")
         .map(|s| (s.usage(), s.summary))
@@ -529,10 +529,7 @@ impl Matches {
 }
 
 /// Reads options and positional arguments by the spec's table.
-fn scan(
-    spec: &'static Spec,
-    mut args: impl Iterator<Item = OsString>,
-) -> Result<Matches, Error> {
+fn scan(spec: &'static Spec, mut args: impl Iterator<Item = OsString>) -> Result<Matches, Error> {
     let mut m = Matches::default();
     let mut raw_positional: Vec<OsString> = Vec::new();
     let mut options_done = false;

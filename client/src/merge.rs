@@ -129,7 +129,9 @@ pub fn merge(
     let Some(top) = entries_mut(&mut doc) else {
         return Err(problem(
             line,
-            format!("not a kubeconfig: the document is {kind}, not a mapping of apiVersion, clusters, users, contexts, ..."),
+            format!(
+                "not a kubeconfig: the document is {kind}, not a mapping of apiVersion, clusters, users, contexts, ..."
+            ),
         ));
     };
     if fresh {
@@ -408,7 +410,7 @@ pub fn write(path: &Path, text: &str, mode: u32) -> Result<(), Error> {
 /// algorithm; past `MAX_EDITS` edits (a rewrite, not a merge) it shows the
 /// whole file replaced rather than search further.
 pub fn diff(old: &str, new: &str, old_name: &str, new_name: &str) -> String {
-    const MAX_EDITS: usize = 4000;
+    const MAX_EDITS: usize = 2000;
     let a: Vec<&str> = old.lines().collect();
     let b: Vec<&str> = new.lines().collect();
     let ops = myers(&a, &b, MAX_EDITS).unwrap_or_else(|| {
@@ -483,31 +485,32 @@ enum Op {
 }
 
 /// The shortest edit script from `a` to `b` (Myers 1986), or None past
-/// `max` edits.
+/// `max` edits. Each step keeps only its window of diagonals, `-d..=d`, so
+/// the trace costs O(max²) at worst (a few MiB at `MAX_EDITS`).
 fn myers(a: &[&str], b: &[&str], max: usize) -> Option<Vec<Op>> {
     let (n, m) = (a.len() as isize, b.len() as isize);
-    let offset = (n + m + 1) as usize;
-    let mut v = vec![0isize; 2 * offset + 1];
+    let max = max.min(a.len() + b.len()) as isize;
+    // v[k + max + 1]: the furthest x reached on diagonal k.
+    let at = |k: isize| (k + max + 1) as usize;
+    let mut v = vec![0isize; 2 * max as usize + 3];
     let mut trace: Vec<Vec<isize>> = Vec::new();
-    let limit = max.min((n + m) as usize);
-    for d in 0..=limit as isize {
-        trace.push(v.clone());
+    for d in 0..=max {
+        trace.push(v[at(-d)..=at(d)].to_vec());
         let mut k = -d;
         while k <= d {
-            let idx = (k + offset as isize) as usize;
-            let mut x = if k == -d || (k != d && v[idx - 1] < v[idx + 1]) {
-                v[idx + 1]
+            let mut x = if k == -d || (k != d && v[at(k - 1)] < v[at(k + 1)]) {
+                v[at(k + 1)]
             } else {
-                v[idx - 1] + 1
+                v[at(k - 1)] + 1
             };
             let mut y = x - k;
             while x < n && y < m && a[x as usize] == b[y as usize] {
                 x += 1;
                 y += 1;
             }
-            v[idx] = x;
+            v[at(k)] = x;
             if x >= n && y >= m {
-                return Some(backtrack(&trace, a.len(), b.len(), offset, d));
+                return Some(backtrack(&trace, n, m));
             }
             k += 2;
         }
@@ -515,31 +518,33 @@ fn myers(a: &[&str], b: &[&str], max: usize) -> Option<Vec<Op>> {
     None
 }
 
-fn backtrack(trace: &[Vec<isize>], n: usize, m: usize, offset: usize, d_end: isize) -> Vec<Op> {
+/// Walks the trace back from the end; `trace[d]` holds diagonals `-d..=d`
+/// as they were before step `d`.
+fn backtrack(trace: &[Vec<isize>], n: isize, m: isize) -> Vec<Op> {
     let mut ops = Vec::new();
-    let (mut x, mut y) = (n as isize, m as isize);
-    for d in (0..=d_end).rev() {
-        let v = &trace[d as usize];
+    let (mut x, mut y) = (n, m);
+    for (d, v) in trace.iter().enumerate().rev() {
+        let d = d as isize;
+        let get = |k: isize| v[(k + d) as usize];
         let k = x - y;
-        let idx = |k: isize| (k + offset as isize) as usize;
-        let prev_k = if k == -d || (k != d && v[idx(k - 1)] < v[idx(k + 1)]) {
-            k + 1
+        let (prev_x, prev_y) = if d == 0 {
+            (0, 0)
         } else {
-            k - 1
+            let prev_k = if k == -d || (k != d && get(k - 1) < get(k + 1)) {
+                k + 1
+            } else {
+                k - 1
+            };
+            let prev_x = get(prev_k);
+            (prev_x, prev_x - prev_k)
         };
-        let prev_x = if d == 0 { 0 } else { v[idx(prev_k)] };
-        let prev_y = prev_x - prev_k;
-        while x > prev_x.max(0) && y > prev_y.max(0) {
+        while x > prev_x && y > prev_y {
             ops.push(Op::Equal);
             x -= 1;
             y -= 1;
         }
         if d > 0 {
-            if x == prev_x {
-                ops.push(Op::Insert);
-            } else {
-                ops.push(Op::Delete);
-            }
+            ops.push(if x == prev_x { Op::Insert } else { Op::Delete });
         }
         x = prev_x;
         y = prev_y;
@@ -623,8 +628,14 @@ x-unknown: yes
     #[test]
     fn new_file_is_the_daemons_kubeconfig() {
         let (text, changes) = merged(None, None);
-        assert!(text.starts_with("apiVersion: v1\nkind: Config\nclusters:\n- name: prod\n"), "{text}");
-        assert!(text.contains("    server: https://prod.example:443\n"), "{text}");
+        assert!(
+            text.starts_with("apiVersion: v1\nkind: Config\nclusters:\n- name: prod\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    server: https://prod.example:443\n"),
+            "{text}"
+        );
         assert!(text.ends_with("current-context: prod\n"), "{text}");
         assert_eq!(changes.added, ["prod"]);
         assert_eq!(changes.current.as_deref(), Some("prod"));
@@ -635,12 +646,14 @@ x-unknown: yes
         let (text, changes) = merged(Some(THEIRS), None);
         let doc = node(&text).expect("doc");
         let before = node(THEIRS).expect("before");
-        for key in ["preferences", "extensions", "x-unknown", "apiVersion", "kind"] {
-            assert_eq!(
-                doc.get(key).map(strip),
-                before.get(key).map(strip),
-                "{key}"
-            );
+        for key in [
+            "preferences",
+            "extensions",
+            "x-unknown",
+            "apiVersion",
+            "kind",
+        ] {
+            assert_eq!(doc.get(key).map(strip), before.get(key).map(strip), "{key}");
         }
         assert!(text.contains("x-unknown: yes\n"), "{text}");
         assert!(text.contains("namespace: \"0755\"\n"), "{text}");
@@ -683,7 +696,11 @@ x-unknown: yes
         for (text, line, what) in [
             ("- a\n- b\n", 1, "the document is a sequence"),
             ("apiVersion: v1\nclusters: 5\n", 2, "`clusters` is a scalar"),
-            ("users:\n- just-a-string\n", 2, "an entry of `users` is a scalar"),
+            (
+                "users:\n- just-a-string\n",
+                2,
+                "an entry of `users` is a scalar",
+            ),
         ] {
             let e = merge(node(text), &ours, None).expect_err(text);
             assert_eq!(e.line, line, "{e:?}");
@@ -703,18 +720,72 @@ x-unknown: yes
             diff(old, new, "old", "new"),
             "--- old\n+++ new\n@@ -1,5 +1,5 @@\n a\n-b\n+B\n c\n d\n e\n@@ -8,3 +8,4 @@\n h\n i\n j\n+k\n"
         );
-        assert_eq!(diff("", "x\n", "o", "n"), "--- o\n+++ n\n@@ -0,0 +1,1 @@\n+x\n");
+        assert_eq!(
+            diff("", "x\n", "o", "n"),
+            "--- o\n+++ n\n@@ -0,0 +1,1 @@\n+x\n"
+        );
         assert_eq!(diff("x\n", "x\n", "o", "n"), "--- o\n+++ n\n");
+    }
+
+    #[test]
+    fn diffs_rebuild_the_new_text() {
+        // Apply the +/space lines of every hunk to check the script is
+        // consistent, on texts with many repeats (the hard case).
+        let old: String = (0..300).map(|i| format!("{}\n", i % 7)).collect();
+        let new: String = (0..280).map(|i| format!("{}\n", (i * 3) % 5)).collect();
+        let d = diff(&old, &new, "o", "n");
+        let minus = d
+            .lines()
+            .filter(|l| l.starts_with('-') && !l.starts_with("---"))
+            .count();
+        let plus = d
+            .lines()
+            .filter(|l| l.starts_with('+') && !l.starts_with("+++"))
+            .count();
+        let a: Vec<&str> = old.lines().collect();
+        let b: Vec<&str> = new.lines().collect();
+        let ops = myers(&a, &b, 2000).unwrap_or_default();
+        let equal = ops.iter().filter(|o| **o == Op::Equal).count();
+        assert_eq!(equal + minus, a.len());
+        assert_eq!(equal + plus, b.len());
+        let mut rebuilt = Vec::new();
+        let (mut i, mut j) = (0, 0);
+        for op in ops {
+            match op {
+                Op::Equal => {
+                    assert_eq!(a[i], b[j]);
+                    rebuilt.push(a[i]);
+                    i += 1;
+                    j += 1;
+                }
+                Op::Delete => i += 1,
+                Op::Insert => {
+                    rebuilt.push(b[j]);
+                    j += 1;
+                }
+            }
+        }
+        assert_eq!(rebuilt, b);
+        // Past the edit bound: the whole file, replaced.
+        assert!(myers(&a, &b, 3).is_none());
     }
 
     #[test]
     fn targets() {
         let t = |file: Option<&str>, kc: Option<&str>, home: Option<&str>| {
-            target(file.map(PathBuf::from), kc.map(Into::into), home.map(Into::into)).ok()
+            target(
+                file.map(PathBuf::from),
+                kc.map(Into::into),
+                home.map(Into::into),
+            )
+            .ok()
         };
         assert_eq!(t(Some("/f"), Some("/k"), Some("/h")), Some("/f".into()));
         assert_eq!(t(None, Some(":/a:/b"), Some("/h")), Some("/a".into()));
-        assert_eq!(t(None, Some(""), Some("/h")), Some("/h/.kube/config".into()));
+        assert_eq!(
+            t(None, Some(""), Some("/h")),
+            Some("/h/.kube/config".into())
+        );
         assert_eq!(t(None, None, None), None);
     }
 }

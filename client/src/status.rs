@@ -29,9 +29,7 @@ pub fn colour_wanted(
     no_color: Option<&std::ffi::OsStr>,
     term: Option<&std::ffi::OsStr>,
 ) -> bool {
-    terminal
-        && no_color.is_none_or(|v| v.is_empty())
-        && term.is_none_or(|t| t != "dumb")
+    terminal && no_color.is_none_or(|v| v.is_empty()) && term.is_none_or(|t| t != "dumb")
 }
 
 /// The SGR colour of a state: green when all is well, yellow while it is on
@@ -87,7 +85,12 @@ pub fn render(status: &Status, now: i64, colour: bool) -> String {
             .identities
             .iter()
             .map(|i| {
-                let (error, hint) = error_cells(i.last_error.as_ref());
+                let (mut error, hint) = error_cells(i.last_error.as_ref());
+                // Something to act on before it breaks (a certificate
+                // about to expire), when nothing is broken yet.
+                if let (None, Some(warning)) = (&i.last_error, &i.warning) {
+                    error = format!("warning: {}", clean(warning.trim())).into();
+                }
                 Row {
                     cells: [clean(&i.name), clean(&i.username), clean(&i.state), error],
                     hint,
@@ -117,12 +120,7 @@ fn error_cells(error: Option<&ApiError>) -> (Cow<'_, str>, Option<Cow<'_, str>>)
 
 /// Columns two spaces apart; the last one unpadded so no line ends in
 /// blanks.
-fn table<const N: usize>(
-    out: &mut String,
-    header: &[&str; N],
-    rows: &[Row<'_, N>],
-    colour: bool,
-) {
+fn table<const N: usize>(out: &mut String, header: &[&str; N], rows: &[Row<'_, N>], colour: bool) {
     let mut widths = header.map(|h| h.chars().count());
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(&row.cells) {
@@ -579,9 +577,28 @@ carol     carol@fabrikam.com  signing_in       -
     }
 
     #[test]
+    fn identity_warnings_show_when_nothing_is_broken() {
+        let mut sp = identity("ci", "", "ok");
+        sp.warning = Some("certificate expires in 6 days\n".into());
+        let status = Status {
+            identities: vec![sp],
+            clusters: vec![],
+        };
+        let out = render(&status, NOW, false);
+        assert!(
+            out.ends_with("ci                  ok     warning: certificate expires in 6 days\n"),
+            "{out:?}"
+        );
+    }
+
+    #[test]
     fn colour_only_for_a_terminal() {
         use std::ffi::OsStr;
-        assert!(colour_wanted(true, None, Some(OsStr::new("xterm-256color"))));
+        assert!(colour_wanted(
+            true,
+            None,
+            Some(OsStr::new("xterm-256color"))
+        ));
         assert!(colour_wanted(true, Some(OsStr::new("")), None));
         assert!(!colour_wanted(false, None, None));
         assert!(!colour_wanted(true, Some(OsStr::new("1")), None));

@@ -37,7 +37,10 @@ pub struct Node {
 pub enum Value {
     /// `quoted`: written with quotes or as a block scalar, so a string
     /// whatever it looks like; else plain, and a reader resolves it.
-    Scalar { text: String, quoted: bool },
+    Scalar {
+        text: String,
+        quoted: bool,
+    },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
 }
@@ -121,7 +124,8 @@ pub fn is_plain_string(text: &str) -> bool {
     // Numbers in any base or notation, including YAML 1.1 sexagesimal
     // (`1:30`) and `.inf`/`.nan`: anything that starts like a number.
     // and what starts with an indicator (`-`, `@`, `=`, ...).
-    if first.is_ascii_digit() || !(first.is_ascii_alphabetic() || matches!(first, '/' | '_' | '$')) {
+    if first.is_ascii_digit() || !(first.is_ascii_alphabetic() || matches!(first, '/' | '_' | '$'))
+    {
         return false;
     }
     // `:` is only an indicator before a space or at the end; base64 (CA

@@ -658,7 +658,13 @@ fn kubeconfig_merge_keeps_everything_else_and_is_idempotent() {
             );
         }
     }
-    for key in ["preferences", "x-custom-tool", "apiVersion", "kind", "current-context"] {
+    for key in [
+        "preferences",
+        "x-custom-tool",
+        "apiVersion",
+        "kind",
+        "current-context",
+    ] {
         assert_eq!(after[key], before[key], "{key}");
     }
     // akscred's entries are the daemon's; the stale `prod` was replaced
@@ -688,7 +694,12 @@ fn kubeconfig_merge_keeps_everything_else_and_is_idempotent() {
     assert!(!fake.dir.path().join("config.lock").exists());
     // Plain scalars keep their exact text (a YAML 1.1 reader, as kubectl's,
     // would read `yes` or `010` differently if they were rewritten).
-    for kept in ["    token: no\n", "  enabled: yes\n", "  retries: 010\n", "namespace: \"0755\"\n"] {
+    for kept in [
+        "    token: no\n",
+        "  enabled: yes\n",
+        "  retries: 010\n",
+        "namespace: \"0755\"\n",
+    ] {
         assert!(merged.contains(kept), "{kept:?} in\n{merged}");
     }
 
@@ -763,8 +774,14 @@ fn kubeconfig_merge_creates_the_first_kubeconfig_file_private() {
         )
     );
     let text = std::fs::read_to_string(&first).expect("read");
-    assert!(text.starts_with("apiVersion: v1\nkind: Config\nclusters:\n- name: prod\n"), "{text}");
-    let mode = std::fs::metadata(&first).expect("stat").permissions().mode();
+    assert!(
+        text.starts_with("apiVersion: v1\nkind: Config\nclusters:\n- name: prod\n"),
+        "{text}"
+    );
+    let mode = std::fs::metadata(&first)
+        .expect("stat")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     assert!(!second.exists());
 }
@@ -772,8 +789,16 @@ fn kubeconfig_merge_creates_the_first_kubeconfig_file_private() {
 #[test]
 fn kubeconfig_merge_never_overwrites_a_broken_file() {
     for (broken, line, what) in [
-        (&b"apiVersion: v1\nclusters: [\n  {name: a\n"[..], 3, "not valid YAML"),
-        (b"apiVersion: v1\nclusters: 5\n", 2, "`clusters` is a scalar, not a list"),
+        (
+            &b"apiVersion: v1\nclusters: [\n  {name: a\n"[..],
+            3,
+            "not valid YAML",
+        ),
+        (
+            b"apiVersion: v1\nclusters: 5\n",
+            2,
+            "`clusters` is a scalar, not a list",
+        ),
         (b"- just\n- a list\n", 1, "not a kubeconfig"),
         (b"users:\n- name: a\n  user: {}\n\xff\n", 4, "not UTF-8"),
     ] {
@@ -801,7 +826,12 @@ fn kubeconfig_merge_waits_for_kubectls_lock_then_gives_up() {
     let path = fake.dir.path().join("config");
     let lock = fake.dir.path().join("config.lock");
     std::fs::write(&lock, "").expect("lock");
-    let out = fake.run(&["kubeconfig", "--merge", "--file", path.to_str().expect("utf-8")]);
+    let out = fake.run(&[
+        "kubeconfig",
+        "--merge",
+        "--file",
+        path.to_str().expect("utf-8"),
+    ]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -820,7 +850,14 @@ fn kubeconfig_merge_set_current_must_name_a_context() {
     let fake = FakeDaemon::serve(vec![json_answer("200 OK", DAEMON_KUBECONFIG)]);
     let path = fake.dir.path().join("config");
     let path_arg = path.to_str().expect("utf-8 temp path");
-    let out = fake.run(&["kubeconfig", "--merge", "--file", path_arg, "--set-current", "nope"]);
+    let out = fake.run(&[
+        "kubeconfig",
+        "--merge",
+        "--file",
+        path_arg,
+        "--set-current",
+        "nope",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("no context `nope` to make current; contexts: prod, staging"),
@@ -835,11 +872,15 @@ fn kubeconfig_merge_set_current_must_name_a_context() {
 /// Runs `akscred status` on a pseudo-terminal (`script` from util-linux).
 fn status_on_a_terminal(fake: &FakeDaemon, no_color: bool) -> String {
     let mut cmd = Command::new("script");
-    cmd.args(["-qec", &format!("{} status", env!("CARGO_BIN_EXE_akscred")), "/dev/null"])
-        .env_clear()
-        .env("AKSCRED_SOCKET", &fake.socket)
-        .env("TERM", "xterm")
-        .env("PATH", "/usr/bin:/bin");
+    cmd.args([
+        "-qec",
+        &format!("{} status", env!("CARGO_BIN_EXE_akscred")),
+        "/dev/null",
+    ])
+    .env_clear()
+    .env("AKSCRED_SOCKET", &fake.socket)
+    .env("TERM", "xterm")
+    .env("PATH", "/usr/bin:/bin");
     if no_color {
         cmd.env("NO_COLOR", "1");
     }
@@ -919,16 +960,24 @@ fn bash_complete(socket: &Path, words: &[&str]) -> Vec<String> {
         .output()
         .expect("bash runs");
     assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out).lines().map(str::to_owned).filter(|l| !l.is_empty()).collect()
+    stdout(&out)
+        .lines()
+        .map(str::to_owned)
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 #[test]
 fn bash_completion_completes_commands_options_and_cluster_names() {
     let fake = FakeDaemon::serve(vec![
         json_answer("200 OK", STATUS_READY),
+        json_answer("200 OK", STATUS_READY),
         json_answer("200 OK", STATUS_BROKEN),
     ]);
-    assert_eq!(bash_complete(&fake.socket, &["akscred", "kube"]), ["kubeconfig"]);
+    assert_eq!(
+        bash_complete(&fake.socket, &["akscred", "kube"]),
+        ["kubeconfig"]
+    );
     assert_eq!(
         bash_complete(&fake.socket, &["akscred", "kubeconfig", "--s"]),
         ["--set-current"]
@@ -937,8 +986,19 @@ fn bash_completion_completes_commands_options_and_cluster_names() {
         bash_complete(&fake.socket, &["akscred", "completions", "z"]),
         ["zsh"]
     );
-    assert_eq!(bash_complete(&fake.socket, &["akscred", "token", ""]), ["prod"]);
-    assert_eq!(bash_complete(&fake.socket, &["akscred", "retry", "b"]), ["bob"]);
+    assert_eq!(
+        bash_complete(&fake.socket, &["akscred", "token", ""]),
+        ["prod"]
+    );
+    // A value of `--file` is not the CLUSTER argument.
+    assert_eq!(
+        bash_complete(&fake.socket, &["akscred", "kubeconfig", "--file", "x", "p"]),
+        ["prod"]
+    );
+    assert_eq!(
+        bash_complete(&fake.socket, &["akscred", "retry", "b"]),
+        ["bob"]
+    );
     // No daemon: nothing to offer, and no error text on the command line.
     assert!(bash_complete(Path::new("/nonexistent.sock"), &["akscred", "token", ""]).is_empty());
 }
@@ -978,4 +1038,39 @@ fn man_page_renders_without_warnings() {
     ] {
         assert!(text.contains(word), "{word} in\n{text}");
     }
+}
+
+#[test]
+fn fish_completion_completes_choices_and_cluster_names() {
+    // fish asks for cluster names even while completing an option.
+    let fake = FakeDaemon::serve(
+        (0..4)
+            .map(|_| json_answer("200 OK", STATUS_READY))
+            .collect(),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("akscred.fish");
+    std::fs::write(&file, generated(&["completions", "fish"])).expect("write");
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_akscred"))
+        .parent()
+        .expect("binary dir");
+    let complete = |line: &str| {
+        let out = Command::new("fish")
+            .arg("--no-config")
+            .arg("-c")
+            .arg(format!("source {}; complete -C '{line}'", file.display()))
+            .env("PATH", format!("{}:/usr/bin:/bin", bin_dir.display()))
+            .env("AKSCRED_SOCKET", &fake.socket)
+            .output()
+            .expect("fish runs (apt-get install -y fish, as .ci/run does)");
+        assert!(out.status.success(), "{}", stderr(&out));
+        let words: Vec<String> = stdout(&out)
+            .lines()
+            .map(|l| l.split('\t').next().unwrap_or("").to_owned())
+            .collect();
+        words
+    };
+    assert_eq!(complete("akscred completions "), ["bash", "fish", "zsh"]);
+    assert_eq!(complete("akscred kubeconfig --dr"), ["--dry-run"]);
+    assert_eq!(complete("akscred token "), ["prod"]);
 }

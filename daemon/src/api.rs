@@ -122,7 +122,15 @@ struct KubeconfigQuery {
 fn plugin(state: &AppState, q: &KubeconfigQuery) -> std::path::PathBuf {
     match &q.command {
         Some(c) if c.starts_with('/') => c.into(),
-        _ => exec_kubeconfig::plugin_path(state.broker.current().config().daemon.plugin_path.as_deref()),
+        _ => exec_kubeconfig::plugin_path(
+            state
+                .broker
+                .current()
+                .config()
+                .daemon
+                .plugin_path
+                .as_deref(),
+        ),
     }
 }
 

@@ -100,7 +100,10 @@ impl LiveBroker {
                     *refused = None;
                 }
                 Err(e) => {
-                    error!(trigger, "configuration reload refused, the previous configuration keeps running: {e}");
+                    error!(
+                        trigger,
+                        "configuration reload refused, the previous configuration keeps running: {e}"
+                    );
                     *refused = Some(e.to_string().lines().next().unwrap_or("").to_string());
                 }
             }
@@ -130,12 +133,7 @@ impl LiveBroker {
             config.identities.len(),
             config.clusters.len()
         );
-        let list = |v: &[&String]| {
-            v.iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let list = |v: &[&String]| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
         if !added.is_empty() {
             message.push_str(&format!("; added {}", list(&added)));
         }

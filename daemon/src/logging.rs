@@ -49,7 +49,9 @@ pub fn init() -> bool {
     if journal {
         builder
             .with_ansi(false)
-            .event_format(Journal(format().without_time().with_level(false).with_target(false)))
+            .event_format(Journal(
+                format().without_time().with_level(false).with_target(false),
+            ))
             .init();
     } else {
         builder.with_ansi(std::io::stderr().is_terminal()).init();

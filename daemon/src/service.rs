@@ -81,12 +81,13 @@ pub async fn run_with(
 ) -> Result<(), ServiceError> {
     let Options {
         clock,
-        systemd: Systemd {
-            notifier,
-            watchdog,
-            sockets,
-            ..
-        },
+        systemd:
+            Systemd {
+                notifier,
+                watchdog,
+                sockets,
+                ..
+            },
         stop_grace,
     } = options;
     let mut hangups = crate::signals::hangups().map_err(ServiceError::Signals)?;
@@ -146,7 +147,9 @@ pub async fn run_with(
 
     // Kubeconfigs name the socket only when the plugin would not find it
     // by itself.
-    let socket_env = path.clone().filter(|p| socket::default_path().as_ref() != Some(p));
+    let socket_env = path
+        .clone()
+        .filter(|p| socket::default_path().as_ref() != Some(p));
     let state = Arc::new(AppState {
         broker: live.clone(),
         socket_env,
@@ -165,7 +168,9 @@ pub async fn run_with(
         let notifier = notifier.clone();
         async move {
             shutdown.await;
-            info!("stopping: no new connections; waiting up to {stop_grace:?} for requests in flight");
+            info!(
+                "stopping: no new connections; waiting up to {stop_grace:?} for requests in flight"
+            );
             notifier.stopping();
             let _ = stopped_tx.send(true);
         }

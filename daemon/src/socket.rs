@@ -36,7 +36,9 @@ pub enum SocketError {
     InUse { path: PathBuf, holder: Option<u32> },
     #[error("cannot lock {path}: {source}")]
     Lock { path: PathBuf, source: io::Error },
-    #[error("{path} exists and is not a socket; move it away or set [daemon] socket to another path")]
+    #[error(
+        "{path} exists and is not a socket; move it away or set [daemon] socket to another path"
+    )]
     NotASocket { path: PathBuf },
     #[error("cannot listen on {path}: {source}")]
     Bind { path: PathBuf, source: io::Error },
@@ -365,7 +367,14 @@ mod tests {
         ])
         .unwrap()
         .unwrap();
-        assert!(named.local_addr().unwrap().as_pathname().unwrap().ends_with("c"));
+        assert!(
+            named
+                .local_addr()
+                .unwrap()
+                .as_pathname()
+                .unwrap()
+                .ends_with("c")
+        );
         assert!(matches!(
             from_systemd(vec![
                 (listening("d"), "x".into()),

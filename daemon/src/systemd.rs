@@ -287,7 +287,11 @@ mod tests {
     fn status_line_counts_and_names_the_identity_to_fix() {
         let s = Status {
             identities: vec![
-                identity("alice", "needs_attention", Some("AADSTS50126: wrong password")),
+                identity(
+                    "alice",
+                    "needs_attention",
+                    Some("AADSTS50126: wrong password"),
+                ),
                 identity("bob", "ok", None),
             ],
             clusters: vec![

@@ -9,8 +9,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(found) = endpoints(data) {
         assert!(!found.is_empty());
         for e in &found {
+            // Parsed and serialised by the url crate: lower-case scheme,
+            // no stray whitespace.
             assert!(e.url.starts_with("https://"), "{}", e.url);
-            assert_eq!(e.url.trim(), e.url);
+            assert!(!e.url.contains(char::is_whitespace), "{}", e.url);
         }
         assert!(
             found.windows(2).all(|w| w[0].version <= w[1].version),

@@ -225,7 +225,10 @@ pub(crate) fn user_realm(shared: &Shared, upn: &str, api_version: Option<&str>) 
     if !is_federated(shared, upn) {
         return None;
     }
-    let domain = upn.rsplit_once('@').map_or("", |(_, d)| d).to_ascii_lowercase();
+    let domain = upn
+        .rsplit_once('@')
+        .map_or("", |(_, d)| d)
+        .to_ascii_lowercase();
     if api_version.is_none() {
         return Some(json!({
             "State": 3,
@@ -260,7 +263,13 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match segs.as_slice() {
         ["adfs", "services", "trust", "mex"] if parts.method == Method::GET => mex(&shared),
-        ["adfs", "services", "trust", v @ ("13" | "2005"), "usernamemixed"] => {
+        [
+            "adfs",
+            "services",
+            "trust",
+            v @ ("13" | "2005"),
+            "usernamemixed",
+        ] => {
             let version = if *v == "13" {
                 Version::V13
             } else {
@@ -325,8 +334,13 @@ fn mex(shared: &Shared) -> Response {
             )
         }
         Some(MexOffer::Malformed) => {
-            let doc = both();
-            doc[..doc.len() / 2].to_owned()
+            let mut doc = both();
+            let mut half = doc.len() / 2;
+            while !doc.is_char_boundary(half) {
+                half -= 1;
+            }
+            doc.truncate(half);
+            doc
         }
     };
     soap(200, body)
@@ -435,21 +449,22 @@ fn element_name(
 }
 
 fn store(rst: &mut Rst, path: &[(String, String)], text: String) {
-    let names: Vec<(&str, &str)> = path
-        .iter()
-        .map(|(n, l)| (n.as_str(), l.as_str()))
-        .collect();
+    let names: Vec<(&str, &str)> = path.iter().map(|(n, l)| (n.as_str(), l.as_str())).collect();
     let slot = match names.as_slice() {
         [(NS_SOAP12, "Envelope"), (NS_SOAP12, "Header"), rest @ ..] => match rest {
             [(NS_WSA, "Action")] => &mut rst.action,
             [(NS_WSA, "MessageID")] => &mut rst.message_id,
             [(NS_WSA, "To")] => &mut rst.to,
-            [(NS_WSSE, "Security"), (NS_WSU, "Timestamp"), (NS_WSU, "Created")] => {
-                &mut rst.created
-            }
-            [(NS_WSSE, "Security"), (NS_WSU, "Timestamp"), (NS_WSU, "Expires")] => {
-                &mut rst.expires
-            }
+            [
+                (NS_WSSE, "Security"),
+                (NS_WSU, "Timestamp"),
+                (NS_WSU, "Created"),
+            ] => &mut rst.created,
+            [
+                (NS_WSSE, "Security"),
+                (NS_WSU, "Timestamp"),
+                (NS_WSU, "Expires"),
+            ] => &mut rst.expires,
             [
                 (NS_WSSE, "Security"),
                 (NS_WSSE, "UsernameToken"),
@@ -923,7 +938,11 @@ fn assertion_root(xml: &[u8]) -> Option<(String, String, String)> {
                     _ => String::new(),
                 };
                 let local = String::from_utf8_lossy(local.as_ref()).into_owned();
-                let id_attr: &[u8] = if ns == NS_SAML1 { b"AssertionID" } else { b"ID" };
+                let id_attr: &[u8] = if ns == NS_SAML1 {
+                    b"AssertionID"
+                } else {
+                    b"ID"
+                };
                 let id = e
                     .attributes()
                     .filter_map(Result::ok)
@@ -949,8 +968,8 @@ pub(crate) fn redeem(
     let xml = decode_assertion(field).ok_or_else(|| {
         saml_invalid("The assertion is not base64 (standard with padding, or URL-safe without).")
     })?;
-    let (ns, local, id) =
-        assertion_root(&xml).ok_or_else(|| saml_invalid("The assertion is not a SAML assertion."))?;
+    let (ns, local, id) = assertion_root(&xml)
+        .ok_or_else(|| saml_invalid("The assertion is not a SAML assertion."))?;
     let version = match (ns.as_str(), local.as_str()) {
         (NS_SAML1, "Assertion") => SamlVersion::Saml11,
         (NS_SAML2, "Assertion") => SamlVersion::Saml20,
@@ -1053,7 +1072,10 @@ mod tests {
         assert_eq!(parse_time("2019-01-15T19:05:27.123Z"), Some(1_547_579_127));
         assert_eq!(parse_time("2019-01-15 19:05:27Z"), None);
         assert_eq!(parse_time("2019-01-15T19:05:27"), None);
-        assert_eq!(parse_time(&time::rfc3339(1_700_000_000)), Some(1_700_000_000));
+        assert_eq!(
+            parse_time(&time::rfc3339(1_700_000_000)),
+            Some(1_700_000_000)
+        );
     }
 
     #[test]

@@ -61,7 +61,11 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     let result = {
         let mut state = shared.state();
         state.counters.arm += 1;
-        match state.take_fault(FaultTarget::Arm) {
+        let fault = state.take_fault(FaultTarget::Arm);
+        if let Some(answer) = fault.and_then(Fault::raw_answer) {
+            return answer;
+        }
+        match fault {
             Some(Fault::ServiceUnavailable) => Err(ArmError::new(
                 503,
                 "ServiceUnavailable",
@@ -78,15 +82,22 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
                     ],
                 );
             }
-            None => {
+            other => {
                 drop(state);
-                list_credential(
+                let answer = list_credential(
                     &shared,
                     &parts.method,
                     &parts.uri,
                     &parts.headers,
                     time::now_unix(),
-                )
+                );
+                match (other, answer) {
+                    (Some(Fault::Kubeconfig(value)), Ok(mut body)) => {
+                        body["kubeconfigs"][0]["value"] = json!(value);
+                        Ok(body)
+                    }
+                    (_, answer) => answer,
+                }
             }
         }
     };

@@ -14,11 +14,13 @@ use tokio::task::JoinHandle;
 use crate::client_credentials::AppState;
 use crate::counters::Counters;
 use crate::directory::Directory;
-use crate::local_accounts::{LocalAccountCredential, LocalClusters};
-use crate::workload::WorkloadIssuer;
 use crate::jwt::{Claims, SigningKey};
+use crate::local_accounts::{LocalAccountCredential, LocalClusters};
 use crate::scenario::{KubeconfigFormat, Scenario, UserState};
-use crate::{apiserver, arm, client_credentials, kubeconfig, local_accounts, login, time, tls, token};
+use crate::workload::WorkloadIssuer;
+use crate::{
+    apiserver, arm, client_credentials, kubeconfig, local_accounts, login, time, tls, token,
+};
 
 /// A transient failure to answer instead of doing the work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +29,39 @@ pub enum Fault {
     ServiceUnavailable,
     /// 429 with `Retry-After`.
     TooManyRequests { retry_after: Duration },
+    /// A broken or hostile upstream: 200, `application/json`, and this
+    /// body instead of the answer.
+    Body(&'static str),
+    /// 200 and a JSON string this many bytes long: an answer no client
+    /// should buffer whole.
+    Enormous(usize),
+    /// ARM only: the real answer, but with this as the kubeconfig `value`
+    /// (which should be base64 of YAML).
+    Kubeconfig(&'static str),
+}
+
+impl Fault {
+    /// The answer of a [`Fault::Body`] or [`Fault::Enormous`] fault.
+    pub(crate) fn raw_answer(self) -> Option<axum::response::Response> {
+        let body = match self {
+            Fault::Body(text) => text.as_bytes().to_vec(),
+            Fault::Enormous(len) => {
+                let mut b = Vec::with_capacity(len + 20);
+                b.extend_from_slice(b"{\"access_token\": \"");
+                b.resize(len.saturating_sub(2).max(b.len()), b'a');
+                b.extend_from_slice(b"\"}");
+                b
+            }
+            _ => return None,
+        };
+        Some(
+            axum::response::Response::builder()
+                .status(200)
+                .header(axum::http::header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap_or_default(),
+        )
+    }
 }
 
 /// Which service a [`Fault`] hits.

@@ -121,7 +121,9 @@
 //! [`Emulator::set_user_state`], [`Emulator::set_password`] (refresh tokens
 //! then fail with AADSTS50173), [`Emulator::expire_refresh_tokens`]
 //! (AADSTS700082), and [`Emulator::fail_next`] for 503/429 answers from the
-//! token endpoints or ARM.
+//! token endpoints or ARM, or for broken ones: any body ([`Fault::Body`]), an
+//! enormous one ([`Fault::Enormous`]), a bad kubeconfig from ARM
+//! ([`Fault::Kubeconfig`]).
 
 mod aad_error;
 mod adfs;

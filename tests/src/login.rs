@@ -99,9 +99,12 @@ async fn token_endpoint(
     };
     let mut state = shared.state();
     if let Some(fault) = state.take_fault(FaultTarget::Token) {
+        if let Some(answer) = fault.raw_answer() {
+            return answer;
+        }
         let e = match fault {
-            Fault::ServiceUnavailable => AadError::temporarily_unavailable(),
             Fault::TooManyRequests { retry_after } => AadError::throttled(retry_after.as_secs()),
+            _ => AadError::temporarily_unavailable(),
         };
         return aad_error(&e, &correlation_id);
     }

@@ -96,7 +96,10 @@ fn every_accepted_key_is_in_the_example() {
     let structs = raw_struct_fields(&config);
     let names: Vec<&str> = structs.iter().map(|(n, _)| n.as_str()).collect();
     for wanted in ["RawConfig", "RawDaemon", "RawIdentity", "RawCluster"] {
-        assert!(names.contains(&wanted), "no {wanted} in config.rs: {names:?}");
+        assert!(
+            names.contains(&wanted),
+            "no {wanted} in config.rs: {names:?}"
+        );
     }
     let mut missing = Vec::new();
     let mut count = 0;
@@ -110,14 +113,20 @@ fn every_accepted_key_is_in_the_example() {
         }
     }
     let sources = source_table_keys(&secret);
-    assert!(sources.contains(&"systemd_credential".to_owned()), "{sources:?}");
+    assert!(
+        sources.contains(&"systemd_credential".to_owned()),
+        "{sources:?}"
+    );
     for key in &sources {
         count += 1;
         if !documented(&example, key) {
             missing.push(format!("password source `{key}`"));
         }
     }
-    assert!(count > 30, "only {count} keys found: is the parser's layout different?");
+    assert!(
+        count > 30,
+        "only {count} keys found: is the parser's layout different?"
+    );
     assert!(
         missing.is_empty(),
         "config.example.toml does not document: {}",

@@ -115,7 +115,11 @@ impl Daemon {
     }
 
     /// Polls `akscred status --json` until `done` holds (or 30 s pass).
-    fn wait_status(&self, what: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    fn wait_status(
+        &self,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let start = Instant::now();
         loop {
             let out = self.akscred(&["status", "--json"]);
@@ -221,10 +225,17 @@ async fn kubectl_works_for_a_federated_identity_through_both_wstrust_and_saml_ve
             // One WS-Trust request per SAML grant: nothing retried.
             assert_eq!(c.grants_of_type(grant), wstrust, "{what}: {c:?}");
             assert_eq!(c.wstrust_failures(standard::BOB), 0, "{what}: {c:?}");
-            assert_eq!(c.password_attempts(standard::BOB), 0, "{what}: no ROPC: {c:?}");
+            assert_eq!(
+                c.password_attempts(standard::BOB),
+                0,
+                "{what}: no ROPC: {c:?}"
+            );
             let log = d.log();
             assert!(!log.contains(standard::FEDERATED_PASSWORD), "{log}");
-            assert!(!log.contains("saml:Assertion") && !log.contains("<Assertion"), "{log}");
+            assert!(
+                !log.contains("saml:Assertion") && !log.contains("<Assertion"),
+                "{log}"
+            );
         }
     }
 }
@@ -235,7 +246,12 @@ async fn metadata_that_breaks_msal_or_is_missing_still_gets_kubectl_working() {
     for offer in [MexOffer::PaddedInEnvelope, MexOffer::Unavailable] {
         emu.set_mex_offer(offer);
         emu.reset_counters();
-        let d = start_daemon(&emu, standard::BOB, standard::FEDERATED_PASSWORD, &["aks-one"]);
+        let d = start_daemon(
+            &emu,
+            standard::BOB,
+            standard::FEDERATED_PASSWORD,
+            &["aks-one"],
+        );
         d.wait_status(&format!("{offer:?}: ready"), |v| {
             v["clusters"][0]["state"] == "ready"
         });
@@ -246,7 +262,8 @@ async fn metadata_that_breaks_msal_or_is_missing_still_gets_kubectl_working() {
         );
         if offer == MexOffer::Unavailable {
             assert!(
-                d.log().contains("falling back to the user realm's federation_active_auth_url"),
+                d.log()
+                    .contains("falling back to the user realm's federation_active_auth_url"),
                 "the fallback is logged: {}",
                 d.log()
             );
@@ -257,7 +274,12 @@ async fn metadata_that_breaks_msal_or_is_missing_still_gets_kubectl_working() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_federated_password_is_sent_once_and_named_in_the_status() {
     let emu = Emulator::start(Scenario::standard()).await.unwrap();
-    let d = start_daemon(&emu, standard::BOB, "not the password", &["aks-one", "aks-two"]);
+    let d = start_daemon(
+        &emu,
+        standard::BOB,
+        "not the password",
+        &["aks-one", "aks-two"],
+    );
     let kc = d.skeleton_kubeconfig("aks-one");
     for _ in 0..5 {
         let out = kubectl(&kc, &["--context", "aks-one", "get", "namespaces"]);
@@ -280,9 +302,17 @@ async fn a_wrong_federated_password_is_sent_once_and_named_in_the_status() {
         assert!(!err.contains("not the password"), "{err}");
     }
     let c = emu.counters();
-    assert_eq!(c.wstrust_requests(standard::BOB), 1, "exactly one WS-Trust request: {c:?}");
+    assert_eq!(
+        c.wstrust_requests(standard::BOB),
+        1,
+        "exactly one WS-Trust request: {c:?}"
+    );
     assert_eq!(c.wstrust_failures(standard::BOB), 1, "{c:?}");
-    assert_eq!(c.grants_of_type(SAML11) + c.grants_of_type(SAML2), 0, "{c:?}");
+    assert_eq!(
+        c.grants_of_type(SAML11) + c.grants_of_type(SAML2),
+        0,
+        "{c:?}"
+    );
 
     let status = d.wait_status("needs_attention", |v| {
         v["identities"][0]["state"] == "needs_attention"

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use akscred_tests::{
-    ARM_RESOURCE, AZURE_CLI_CLIENT_ID, AdfsFault, Emulator, MexOffer, SamlVersion, Scenario,
-    jwt, standard,
+    ARM_RESOURCE, AZURE_CLI_CLIENT_ID, AdfsFault, Emulator, MexOffer, SamlVersion, Scenario, jwt,
+    standard,
 };
 use akscredd::cloud::Cloud;
 use akscredd::entra::mex::{WsTrustEndpoint, WsTrustVersion};
@@ -194,7 +194,8 @@ async fn the_realm_names_the_adfs() {
 async fn both_wstrust_versions_and_both_saml_versions_sign_in() {
     let fed = Fed::start().await;
     for (offer, version_label) in [(MexOffer::Both, "1.3"), (MexOffer::Only2005, "2005")] {
-        for (saml_version, grant_type) in [(SamlVersion::Saml11, SAML11), (SamlVersion::Saml20, SAML2)]
+        for (saml_version, grant_type) in
+            [(SamlVersion::Saml11, SAML11), (SamlVersion::Saml20, SAML2)]
         {
             fed.emu.reset_counters();
             fed.emu.set_mex_offer(offer);
@@ -296,7 +297,10 @@ async fn adfs_trouble_is_transient_and_sent_once() {
         .await
         .unwrap_err();
     assert_eq!(err.class(), ErrorClass::Transient, "{err}");
-    assert!(err.to_string().contains("HTTP 503 without a SOAP fault"), "{err}");
+    assert!(
+        err.to_string().contains("HTTP 503 without a SOAP fault"),
+        "{err}"
+    );
 
     fed.emu.adfs_fail_next(1, AdfsFault::RequestFailed);
     let err = fed
@@ -304,7 +308,10 @@ async fn adfs_trouble_is_transient_and_sent_once() {
         .await
         .unwrap_err();
     assert_eq!(err.class(), ErrorClass::Transient, "{err}");
-    assert!(err.to_string().contains("a:RequestFailed (MSIS7068"), "{err}");
+    assert!(
+        err.to_string().contains("a:RequestFailed (MSIS7068"),
+        "{err}"
+    );
     assert_eq!(fed.emu.counters().wstrust_requests(standard::BOB), 2);
 
     // And then it works again.
@@ -338,9 +345,9 @@ async fn the_token_endpoint_takes_both_encodings_and_refuses_what_adfs_did_not_i
     let refused = |body: &Value, code: u64| {
         body["error"] == "invalid_grant"
             && body["error_codes"][0] == code
-            && body["error_description"]
-                .as_str()
-                .is_some_and(|d| d.starts_with(&format!("AADSTS{code}: ")) && d.contains("Trace ID: "))
+            && body["error_description"].as_str().is_some_and(|d| {
+                d.starts_with(&format!("AADSTS{code}: ")) && d.contains("Trace ID: ")
+            })
     };
 
     // Re-serialised (here: attribute quotes changed): the signature breaks.
@@ -362,7 +369,9 @@ async fn the_token_endpoint_takes_both_encodings_and_refuses_what_adfs_did_not_i
     assert!(refused(&body, 50107), "{body}");
 
     // The grant type must match the assertion's version.
-    let (status, body) = fed.post_assertion(SAML2, &STANDARD.encode(&assertion)).await;
+    let (status, body) = fed
+        .post_assertion(SAML2, &STANDARD.encode(&assertion))
+        .await;
     assert_eq!(status, 400, "{body}");
     assert!(refused(&body, 50008), "{body}");
 
@@ -372,7 +381,9 @@ async fn the_token_endpoint_takes_both_encodings_and_refuses_what_adfs_did_not_i
 
     // Expired.
     fed.emu.expire_assertions();
-    let (status, body) = fed.post_assertion(SAML11, &STANDARD.encode(&assertion)).await;
+    let (status, body) = fed
+        .post_assertion(SAML11, &STANDARD.encode(&assertion))
+        .await;
     assert_eq!(status, 400, "{body}");
     assert!(refused(&body, 500133), "{body}");
     let err = fed.redeem(grant, Endpoint::V2).await.unwrap_err();
@@ -404,7 +415,10 @@ async fn adfs_checks_the_request() {
 
     let (status, body) = fed.post_rst(&v13.url, soap, rst(&v13, mso, now)).await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("RequestSecurityTokenResponseCollection"), "{body}");
+    assert!(
+        body.contains("RequestSecurityTokenResponseCollection"),
+        "{body}"
+    );
     let (status, body) = fed.post_rst(&v2005.url, soap, rst(&v2005, mso, now)).await;
     assert_eq!(status, 200, "{body}");
 
@@ -419,7 +433,10 @@ async fn adfs_checks_the_request() {
         (
             "To naming another endpoint",
             v13.url.clone(),
-            rst(&v13, mso, now).replace(&v13.url, "https://elsewhere.example/adfs/services/trust/13/usernamemixed"),
+            rst(&v13, mso, now).replace(
+                &v13.url,
+                "https://elsewhere.example/adfs/services/trust/13/usernamemixed",
+            ),
             soap,
             "a:DestinationUnreachable",
         ),
@@ -440,7 +457,9 @@ async fn adfs_checks_the_request() {
         (
             "no password",
             v13.url.clone(),
-            rst(&v13, mso, now).replace("<wsse:Password>", "<wsse:Pass>").replace("</wsse:Password>", "</wsse:Pass>"),
+            rst(&v13, mso, now)
+                .replace("<wsse:Password>", "<wsse:Pass>")
+                .replace("</wsse:Password>", "</wsse:Pass>"),
             soap,
             "a:InvalidSecurity",
         ),

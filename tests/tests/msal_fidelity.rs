@@ -106,7 +106,11 @@ async fn msal_for_python_signs_in_federated_users() {
             .unwrap_or_else(|e| panic!("cannot run python3 ({e})"));
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_ne!(out.status.code(), Some(3), "MSAL for Python is not installed\n{stderr}");
+        assert_ne!(
+            out.status.code(),
+            Some(3),
+            "MSAL for Python is not installed\n{stderr}"
+        );
         assert!(
             out.status.success() && stdout.contains("all checks passed"),
             "MSAL found the emulated federation unfaithful ({offer:?}, {saml:?}, {}):\n{stdout}\n{stderr}",
@@ -119,7 +123,11 @@ async fn msal_for_python_signs_in_federated_users() {
         assert_eq!(c.wstrust_failures(standard::BOB), 1, "{c:?}");
         assert_eq!(c.wstrust_by_version.get(version).copied(), Some(2), "{c:?}");
         assert_eq!(c.grants_of_type(grant), 1, "{c:?}");
-        assert_eq!(c.password_attempts(standard::BOB), 0, "no ROPC at Entra: {c:?}");
+        assert_eq!(
+            c.password_attempts(standard::BOB),
+            0,
+            "no ROPC at Entra: {c:?}"
+        );
         assert_eq!(c.token_v1, 0, "MSAL only uses the v2 endpoint: {c:?}");
     }
 }

@@ -222,10 +222,7 @@ fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').expect(&at);
             assert!(is_name(name), "{at}");
-            assert!(
-                ["counter", "gauge", "histogram"].contains(&kind),
-                "{at}"
-            );
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{at}");
             assert!(
                 types.insert(name.to_owned(), kind.to_owned()).is_none(),
                 "{at}: declared twice"
@@ -241,10 +238,15 @@ fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
         let value: f64 = value.parse().expect(&at);
         let name = series.split('{').next().unwrap_or("");
         assert!(is_name(name), "{at}");
-        let family = [name, name.trim_end_matches("_bucket"), name.trim_end_matches("_sum"), name.trim_end_matches("_count")]
-            .into_iter()
-            .find(|f| types.contains_key(*f))
-            .unwrap_or_else(|| panic!("{at}: no TYPE before it"));
+        let family = [
+            name,
+            name.trim_end_matches("_bucket"),
+            name.trim_end_matches("_sum"),
+            name.trim_end_matches("_count"),
+        ]
+        .into_iter()
+        .find(|f| types.contains_key(*f))
+        .unwrap_or_else(|| panic!("{at}: no TYPE before it"));
         if family != name {
             assert_eq!(types[family], "histogram", "{at}");
         }
@@ -274,7 +276,8 @@ fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
             }
         }
         for (endpoint, _) in by_endpoint {
-            let le = |bound: &str| samples[&format!("{family}_bucket{{{endpoint},le=\"{bound}\"}}")];
+            let le =
+                |bound: &str| samples[&format!("{family}_bucket{{{endpoint},le=\"{bound}\"}}")];
             let count_key = format!("{family}_count{{{endpoint}}}");
             assert_eq!(le("+Inf"), samples[&count_key], "{endpoint}");
             assert!(le("0.1") <= le("1") && le("1") <= le("+Inf"), "{endpoint}");

@@ -56,8 +56,7 @@ async fn helm_lists_releases_through_the_plugin() {
         assert!(table.contains("NAMESPACE"), "{table}");
         assert_eq!(table.lines().count(), 1, "{table}");
     }
-    // The API servers saw akscred's tokens, not anonymous requests: the
-    // same lists fail without the plugin's credential.
+    // The daemon served every one of helm's plugin runs.
     let status = d.akscred(&["status", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status JSON");
     assert!(

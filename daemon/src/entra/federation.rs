@@ -318,20 +318,23 @@ fn fallback(realm: &UserRealm) -> Result<WsTrustEndpoint, String> {
         .federation_active_auth_url
         .as_deref()
         .ok_or("the user realm names no federation_active_auth_url to fall back to")?;
-    if !is_https(url) {
+    let Some(parsed) = url::Url::parse(url)
+        .ok()
+        .filter(|u| u.scheme() == "https" && u.host_str().is_some())
+    else {
         return Err(format!(
             "the fallback {} is not https, and the password is not sent in clear",
             endpoint_label(url)
         ));
-    }
-    let version = WsTrustVersion::from_url_path(url).ok_or_else(|| {
+    };
+    let version = WsTrustVersion::from_url_path(parsed.as_str()).ok_or_else(|| {
         format!(
             "the fallback {} names neither /trust/13/usernamemixed nor /trust/2005/usernamemixed",
             endpoint_label(url)
         )
     })?;
     Ok(WsTrustEndpoint {
-        url: url.to_string(),
+        url: parsed.into(),
         version,
     })
 }

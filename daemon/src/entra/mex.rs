@@ -186,11 +186,13 @@ pub fn endpoints(body: &[u8]) -> Result<Vec<WsTrustEndpoint>, MexError> {
         };
         any_port = true;
         match port_address(port) {
-            Some(url) if is_https(&url) => found.push(WsTrustEndpoint {
-                url,
-                version: *version,
-            }),
-            Some(url) => insecure.push(quote(&url)),
+            Some(url) => match https(&url) {
+                Some(url) => found.push(WsTrustEndpoint {
+                    url,
+                    version: *version,
+                }),
+                None => insecure.push(quote(&url)),
+            },
             None => insecure.push(format!("port {} without an address", port_name(port))),
         }
     }
@@ -325,8 +327,13 @@ fn strip_prefix(qname: &str) -> &str {
     qname.rsplit_once(':').map_or(qname, |(_, local)| local)
 }
 
-fn is_https(url: &str) -> bool {
-    url::Url::parse(url).is_ok_and(|u| u.scheme() == "https" && u.host_str().is_some())
+/// The URL as it will be used (parsed and serialised: what reqwest
+/// connects to and what the request's `To` names), if it is https.
+fn https(url: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()
+        .filter(|u| u.scheme() == "https" && u.host_str().is_some())
+        .map(String::from)
 }
 
 #[cfg(test)]

@@ -21,8 +21,8 @@ use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 
 pub use error::{AadError, ErrorClass, classify};
-pub use realm::{AccountType, UserRealm};
 pub use federation::FederationError;
+pub use realm::{AccountType, UserRealm};
 pub use token::{Endpoint, Grant, GrantKind, SamlVersion, TokenGrant, TokenRequest};
 
 use crate::cloud::Cloud;

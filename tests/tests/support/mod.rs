@@ -1,6 +1,5 @@
-//! What the operator and client tests share: the real `akscredd` started
-//! against the emulator, the real `akscred`, and a few helpers. (The same
-//! steps as `e2e.rs`, which predates this module.)
+//! What the end-to-end tests share: the real `akscredd` started against the
+//! emulator, the real `akscred`, kubectl, and a few helpers.
 #![allow(dead_code)] // Each test binary uses a part.
 
 use std::io::{Read, Write};
