@@ -380,10 +380,21 @@ impl<'a> AssertionParts<'a> {
     }
 }
 
+/// A NumericDate claim in whole seconds. RFC 7519 allows fractions, and
+/// MSAL for Python sends them (`time.time() + 600`).
+fn numeric_date(claims: &Claims, name: &str) -> Option<u64> {
+    let v = claims.get(name)?;
+    v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.is_finite() && *f >= 0.0)
+            .map(|f| f as u64)
+    })
+}
+
 /// Step 8 of the module comment, shared with federated tokens.
 pub(crate) fn check_assertion_times(claims: &Claims, now: u64) -> Result<(), AadError> {
-    let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
-    let nbf = claims.get("nbf").and_then(Value::as_u64).unwrap_or(0);
+    let exp = numeric_date(claims, "exp").unwrap_or(0);
+    let nbf = numeric_date(claims, "nbf").unwrap_or(0);
     if now >= exp || nbf > now + NBF_SKEW {
         return Err(AadError::assertion_time_range(now, nbf, exp));
     }
@@ -626,7 +637,7 @@ fn certificate_assertion(
         })?;
     check_assertion_times(&parts.claims, now)?;
 
-    let exp = parts.claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+    let exp = numeric_date(&parts.claims, "exp").unwrap_or(0);
     let jti = parts.claim("jti");
     let key = client_id.to_lowercase();
     let fresh = !jti.is_empty() && state.apps.remember_jti(client_id, jti, exp, now);
@@ -763,6 +774,13 @@ mod tests {
         assert_eq!(e, Err(700_024));
         let e = check_assertion_times(&c(json!({"exp": now + 900, "nbf": now + 301})), now)
             .map_err(|e| e.code);
+        assert_eq!(e, Err(700_024));
+        assert!(
+            check_assertion_times(&c(json!({"exp": now as f64 + 600.25})), now).is_ok(),
+            "fractional NumericDates, as MSAL for Python sends"
+        );
+        let e =
+            check_assertion_times(&c(json!({"exp": now as f64 - 0.5})), now).map_err(|e| e.code);
         assert_eq!(e, Err(700_024));
         let e = check_assertion_times(&c(json!({})), now).map_err(|e| e.message);
         assert!(

@@ -750,3 +750,60 @@ async fn local_accounts_cluster_takes_its_client_certificate() {
     let resp = with_foreign.get(&ns).send().await.expect("GET");
     assert_eq!(resp.status().as_u16(), 401, "a certificate from another CA");
 }
+
+/// MSAL for Python's confidential client (`tests/msal/confidential.py`)
+/// against the emulator: its secrets, certificate assertions (PEM and
+/// PKCS#12) and federated tokens must all pass, and its refusals read.
+#[tokio::test(flavor = "multi_thread")]
+async fn msal_for_python_confidential_clients() {
+    let emu = Emulator::start(Scenario::standard())
+        .await
+        .expect("emulator starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, emu.ca_pem()).expect("write CA");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("msal/confidential.py");
+    let federated = emu.issue_federated_token(
+        standard::WORKLOAD_SUBJECT,
+        TOKEN_EXCHANGE_AUDIENCE,
+        Duration::from_secs(3600),
+    );
+    let out = tokio::process::Command::new("python3")
+        .arg(&script)
+        .env("AKSCRED_EMU_LOGIN_URL", emu.login_url())
+        .env("AKSCRED_EMU_TENANT", standard::TENANT_DOMAIN)
+        .env("AKSCRED_EMU_CA", &ca)
+        .env("AKSCRED_EMU_SECRET_ID", standard::SP_SECRET_CLIENT_ID)
+        .env("AKSCRED_EMU_SECRET", standard::SP_SECRET)
+        .env("AKSCRED_EMU_CERT_ID", standard::SP_CERT_CLIENT_ID)
+        .env("AKSCRED_EMU_CERT_PEM", standard::SP_CERT_PEM_PATH)
+        .env("AKSCRED_EMU_CERT_P12", standard::SP_CERT_P12_PATH)
+        .env(
+            "AKSCRED_EMU_CERT_P12_PASSWORD",
+            standard::SP_CERT_P12_PASSWORD,
+        )
+        .env("AKSCRED_EMU_WORKLOAD_ID", standard::WORKLOAD_CLIENT_ID)
+        .env("AKSCRED_EMU_FEDERATED_TOKEN", &federated)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run python3 ({e}): this test needs python3 with msal"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(
+        out.status.code(),
+        Some(3),
+        "MSAL for Python is not installed: python3 -m pip install msal\n{stderr}"
+    );
+    assert!(
+        out.status.success() && stdout.contains("all checks passed"),
+        "MSAL found the emulator unfaithful ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    let c = emu.counters();
+    assert_eq!(c.assertion_replays(standard::SP_CERT_CLIENT_ID), 0, "{c:?}");
+    assert_eq!(c.client_credential_grants(standard::SP_CERT_CLIENT_ID), 3);
+    assert_eq!(
+        c.client_credential_failures(standard::SP_SECRET_CLIENT_ID),
+        1
+    );
+}
