@@ -120,6 +120,7 @@ async fn run(args: Args) -> Result<(), String> {
     let info = json!({
         "login_url": emu.login_url(),
         "arm_url": emu.arm_url(),
+        "adfs_url": emu.adfs_url(),
         "ca_file": ca_path,
         "tenant_id": s.tenant_id,
         "tenant_domain": s.tenant_domain,

@@ -865,11 +865,14 @@ fn the_binary_announces_itself_and_stops_on_sigterm() {
     assert_eq!(info["tenant_id"], standard::TENANT_ID);
     assert_eq!(info["token_lifetime_secs"], 120);
     assert_eq!(info["users"][0]["upn"], standard::ALICE);
+    // Only the active users: alice, and bob of the federated domain.
+    assert_eq!(info["users"][1]["upn"], standard::BOB);
     assert_eq!(
         info["users"].as_array().map(Vec::len),
-        Some(1),
-        "only the active user"
+        Some(2),
+        "only the active users"
     );
+    assert!(str_of(&info, "adfs_url").starts_with("https://127.0.0.1:"));
     let ca = std::fs::read_to_string(dir.path().join("ca.pem")).expect("ca.pem");
     assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"));
 
