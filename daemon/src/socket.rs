@@ -37,6 +37,10 @@ pub enum SocketError {
     #[error("cannot lock {path}: {source}")]
     Lock { path: PathBuf, source: io::Error },
     #[error(
+        "something still listens on {path} (akscredd.socket?); stop it (systemctl --user stop akscredd.socket) or set [daemon] socket to another path"
+    )]
+    Listening { path: PathBuf },
+    #[error(
         "{path} exists and is not a socket; move it away or set [daemon] socket to another path"
     )]
     NotASocket { path: PathBuf },
@@ -178,8 +182,15 @@ pub fn bind(path: &Path, private_dir: bool) -> Result<(UnixListener, PathLock), 
     }
     let lock = lock(path)?;
     match std::fs::symlink_metadata(path) {
-        // We hold the lock: a socket still there was left by a daemon that
-        // died without cleaning up.
+        // We hold the lock, so no akscredd serves it; but systemd's socket
+        // unit may listen there while its service is stopped, and
+        // connecting to find out would start that service.
+        Ok(m) if m.file_type().is_socket() && is_listening(path) => {
+            return Err(SocketError::Listening {
+                path: path.to_path_buf(),
+            });
+        }
+        // Left by a daemon that died without cleaning up.
         Ok(m) if m.file_type().is_socket() => {
             std::fs::remove_file(path).map_err(|source| SocketError::Bind {
                 path: path.to_path_buf(),
@@ -203,6 +214,30 @@ pub fn bind(path: &Path, private_dir: bool) -> Result<(UnixListener, PathLock), 
     // private; the chmod makes sure of it for callers that did not set it.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_error)?;
     Ok((listener, lock))
+}
+
+/// Whether a listening socket is bound to `path`, from `/proc/net/unix`
+/// (flag `__SO_ACCEPTCON`, 0x10000). Unreadable: assume not.
+fn is_listening(path: &Path) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else {
+        return false;
+    };
+    let wanted = path.as_os_str().as_encoded_bytes();
+    table.lines().skip(1).any(|line| {
+        // Seven fields, then the path, which may hold spaces.
+        let mut rest = line;
+        let mut flags = None;
+        for i in 0..7 {
+            rest = rest.trim_start();
+            let end = rest.find(' ').unwrap_or(rest.len());
+            if i == 3 {
+                flags = u32::from_str_radix(&rest[..end], 16).ok();
+            }
+            rest = &rest[end..];
+        }
+        let listening = flags.is_some_and(|f| f & 0x10000 != 0);
+        listening && rest.strip_prefix(' ').map(str::as_bytes) == Some(wanted)
+    })
 }
 
 /// The API socket among those systemd passed (socket activation): the one
@@ -337,6 +372,21 @@ mod tests {
         let (_b, _lock) = bind(&shared.join("akscred.sock"), false).unwrap();
         assert_eq!(mode(&shared), 0o755);
         assert_eq!(mode(&shared.join("akscred.sock")), 0o600);
+    }
+
+    #[tokio::test]
+    async fn a_socket_systemd_listens_on_is_not_taken() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("with space/akscred.sock");
+        std::fs::create_dir(path.parent().unwrap()).unwrap();
+        // Like akscredd.socket: listening, no daemon, no lock held.
+        let systemd = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        assert!(matches!(
+            bind(&path, false),
+            Err(SocketError::Listening { .. })
+        ));
+        drop(systemd);
+        let (_l, _lock) = bind(&path, false).unwrap();
     }
 
     #[tokio::test]

@@ -138,20 +138,29 @@ async fn run(args: Args) -> Result<(), String> {
     std::fs::write(&tmp, text + "\n")
         .and_then(|()| std::fs::rename(&tmp, &info_path))
         .map_err(|e| format!("cannot write {}: {e}", info_path.display()))?;
+    // Handlers first: a script that sends SIGTERM right after READY must
+    // find them installed.
+    let signals = signals()?;
     println!("READY {}", info_path.display());
 
-    wait_for_signal().await?;
+    wait_for_signal(signals).await?;
     emu.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() -> Result<(), String> {
+type Signals = (tokio::signal::unix::Signal, tokio::signal::unix::Signal);
+
+fn signals() -> Result<Signals, String> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term =
-        signal(SignalKind::terminate()).map_err(|e| format!("cannot catch SIGTERM: {e}"))?;
+    let term = signal(SignalKind::terminate()).map_err(|e| format!("cannot catch SIGTERM: {e}"))?;
+    let int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot catch SIGINT: {e}"))?;
+    Ok((term, int))
+}
+
+async fn wait_for_signal((mut term, mut int): Signals) -> Result<(), String> {
     tokio::select! {
         _ = term.recv() => {}
-        r = tokio::signal::ctrl_c() => r.map_err(|e| format!("cannot catch SIGINT: {e}"))?,
+        _ = int.recv() => {}
     }
     Ok(())
 }

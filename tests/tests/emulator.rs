@@ -621,8 +621,11 @@ async fn errors_have_the_real_shape() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn arm_refusals() {
+    // Long enough to outlast the checks on a loaded machine, short enough
+    // to wait out for the expiry check at the end.
+    let lifetime = Duration::from_secs(5);
     let mut scenario = Scenario::standard();
-    scenario.token_lifetime = Duration::from_secs(1);
+    scenario.token_lifetime = lifetime;
     let api = Api::start(scenario).await;
     let emu = &api.emu;
     let q = "?api-version=2024-09-01";
@@ -647,6 +650,7 @@ async fn arm_refusals() {
         (401, Some("InvalidAuthenticationTokenAudience"))
     );
 
+    let issued = std::time::Instant::now();
     let arm = emu
         .issue_access_token(
             standard::ALICE,
@@ -678,7 +682,12 @@ async fn arm_refusals() {
     emu.fail_next(FaultTarget::Arm, 1, Fault::ServiceUnavailable);
     assert_eq!(api.list_credential(Some(&arm), "aks-two", q).await.0, 503);
 
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // `exp` has whole seconds: a second more than the lifetime is past it.
+    tokio::time::sleep(
+        (issued + lifetime + Duration::from_millis(1100))
+            .saturating_duration_since(std::time::Instant::now()),
+    )
+    .await;
     let (status, body) = api.list_credential(Some(&arm), "aks-one", q).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
