@@ -141,8 +141,9 @@ impl LiveBroker {
             message.push_str(&format!("; removed {}", list(&removed)));
         }
 
-        let new = Arc::new(Broker::new(config, http, self.clock.clone()));
+        let mut new = Broker::new(config, http, self.clock.clone());
         new.adopt(&old);
+        let new = Arc::new(new);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
         self.generation.send_modify(|g| *g += 1);
         // New clusters are discovered now; adopted ones answer at once.

@@ -341,3 +341,69 @@ async fn sixty_second_tokens_stay_valid_for_five_minutes() {
         tokens.len()
     );
 }
+
+/// `POST /v1/reload` on the socket.
+fn reload(d: &Daemon) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "POST /v1/reload HTTP/1.1\r\nHost: akscred\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, raw)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_adds_clusters_without_a_new_sign_in_and_a_bad_one_changes_nothing() {
+    let emu = Emulator::start(Scenario::standard()).await.unwrap();
+    let d = start_daemon(&emu, &[(&ALICE, &names(&["aks-one"]))]);
+    ok(&d.akscred(&["token", "aks-one"]), "token before the reload");
+    let before = emu.counters().password_attempts(standard::ALICE);
+    assert_eq!(before, 2, "ARM and the AKS client");
+
+    let config = d.dir.path().join("config.toml");
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{good}\n[clusters.aks-two]\nidentity = \"alice\"\nsubscription = \"{}\"\nresource_group = \"{}\"\nname = \"aks-two\"\n",
+            standard::SUBSCRIPTION,
+            standard::RESOURCE_GROUP
+        ),
+    )
+    .unwrap();
+    let (status, body) = reload(&d);
+    assert_eq!(status, 200, "{body}");
+    d.wait_status("two clusters ready", |v| {
+        v["clusters"]
+            .as_array()
+            .is_some_and(|c| c.len() == 2 && c.iter().all(|c| c["state"] == "ready"))
+    });
+    ok(
+        &d.akscred(&["token", "aks-two"]),
+        "token for the new cluster",
+    );
+    // The identity, its refresh tokens and the shared AKS token carried over.
+    assert_eq!(emu.counters().password_attempts(standard::ALICE), before);
+
+    std::fs::write(&config, "[daemon\nbroken").unwrap();
+    let (status, body) = reload(&d);
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains("config.toml:1:"),
+        "the error names file and line: {body}"
+    );
+    ok(
+        &d.akscred(&["token", "aks-two"]),
+        "the running config still serves",
+    );
+}

@@ -53,7 +53,7 @@ pub struct Attention {
     pub refused: Option<Fingerprint>,
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 struct Inner {
     /// `None` until discovered; `Some(None)` when the realm endpoint said 404.
     realm: Option<Option<UserRealm>>,
@@ -92,14 +92,6 @@ impl IdentityState {
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic elsewhere must not take the lockout guard down with it.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Takes over what `old` learned (after a reload with the same
-    /// identity settings): above all its block and its budget, so a reload
-    /// is never a way around the lockout guard.
-    pub fn adopt(&self, old: &IdentityState) {
-        let copy = old.inner().clone();
-        *self.inner() = copy;
     }
 
     pub fn attention(&self) -> Option<Attention> {

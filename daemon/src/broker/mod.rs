@@ -163,20 +163,20 @@ impl Broker {
     /// budgets and realms, refresh tokens, access tokens and discovered
     /// clusters. A reload therefore costs no sign-in and never clears a
     /// `needs_attention`.
-    pub fn adopt(&self, old: &Broker) {
-        let unchanged: Vec<&String> = self
-            .identities
-            .iter()
-            .filter(|(name, id)| old.identities.get(*name).is_some_and(|o| o.cfg == id.cfg))
-            .map(|(name, _)| name)
-            .collect();
-        for name in &unchanged {
-            if let (Some(new), Some(old)) = (self.identities.get(*name), old.identities.get(*name))
+    pub fn adopt(&mut self, old: &Broker) {
+        // Unchanged identities keep their very state object, lock included,
+        // so a sign-in still running for the old broker records its
+        // outcome (a block, a budget use) where the new one sees it.
+        let mut unchanged = Vec::new();
+        for (name, id) in self.identities.iter_mut() {
+            if let Some(o) = old.identities.get(name)
+                && o.cfg == id.cfg
             {
-                new.adopt(old);
+                *id = o.clone();
+                unchanged.push(name.clone());
             }
         }
-        let keep = |identity: &String| unchanged.contains(&identity);
+        let keep = |identity: &String| unchanged.contains(identity);
         {
             let old_rts = old.refresh_tokens.lock().unwrap_or_else(|p| p.into_inner());
             let mut rts = self
@@ -194,12 +194,12 @@ impl Broker {
                 slots.insert(k.clone(), v.clone());
             }
         }
-        for (name, cs) in &self.clusters {
+        for (name, cs) in self.clusters.iter_mut() {
             if let Some(old_cs) = old.clusters.get(name)
                 && old_cs.cfg == cs.cfg
                 && keep(&cs.cfg.identity)
             {
-                cs.adopt(old_cs);
+                *cs = old_cs.clone();
             }
         }
     }

@@ -72,13 +72,6 @@ impl ClusterState {
             .clone()
     }
 
-    /// After a reload: keep the discovered target of an unchanged cluster.
-    pub fn adopt(&self, old: &ClusterState) {
-        if let Some(t) = old.target() {
-            *self.target.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
-        }
-    }
-
     /// Forgets the discovered target (a client certificate expired), so the
     /// next request discovers the cluster again.
     pub fn forget_target(&self) {
