@@ -534,50 +534,7 @@ impl Broker {
                 r
             }
         };
-        if let Some(r) = &realm
-            && r.account_type == AccountType::Federated
-        {
-            // The password goes to the federation server (one WS-Trust
-            // request, never retried inside entra), which answers with a
-            // SAML assertion; redeeming it is the rest of the sign-in. The
-            // hourly budget counts it as a use of the password.
-            if let Err(next) = id.take_budget(now, self.config.daemon.password_attempts_per_hour) {
-                warn!(identity = %id.cfg.name, next = %rfc3339(next), "password budget used up; not signing in");
-                return Err(BrokerError::Budget {
-                    identity: id.cfg.name.clone(),
-                    per_hour: self.config.daemon.password_attempts_per_hour,
-                    next,
-                });
-            }
-            info!(identity = %id.cfg.name, resource = %slot.key.resource, "signing in at the federation server (WS-Trust)");
-            let federated = self
-                .entra
-                .federated_grant(&id.cfg.cloud, r, &id.cfg.username, &password, now)
-                .await;
-            drop(password);
-            let grant = match federated {
-                Ok(grant) => grant,
-                // Counted as a sign-in here; a success is counted once,
-                // with the token request.
-                Err(e) => {
-                    return match crate::metrics::sign_in::<Arc<Token>>(Err(e)) {
-                        Ok(token) => Ok(token),
-                        Err(e) if e.class() == ErrorClass::Transient => {
-                            let err = BrokerError::SignIn {
-                                identity: id.cfg.name.clone(),
-                                source: e,
-                            };
-                            let api = err.to_api().1;
-                            id.record_error(api.message, api.hint);
-                            Err(err)
-                        }
-                        Err(e) => Err(self.block(id, e, Some(refused))),
-                    };
-                }
-            };
-            let req = self.request(slot, grant);
-            return self.finish_sign_in(slot, id, req, now, refused).await;
-        }
+        // Every use of the password counts, whichever server it goes to.
         if let Err(next) = id.take_budget(now, self.config.daemon.password_attempts_per_hour) {
             warn!(identity = %id.cfg.name, next = %rfc3339(next), "password budget used up; not signing in");
             return Err(BrokerError::Budget {
@@ -585,6 +542,25 @@ impl Broker {
                 per_hour: self.config.daemon.password_attempts_per_hour,
                 next,
             });
+        }
+        if let Some(r) = &realm
+            && r.account_type == AccountType::Federated
+        {
+            // The password goes to the federation server (one WS-Trust
+            // request, never retried inside entra), which answers with a
+            // SAML assertion; redeeming it is the rest of the sign-in.
+            info!(identity = %id.cfg.name, resource = %slot.key.resource, "signing in at the federation server (WS-Trust)");
+            let federated = self
+                .entra
+                .federated_grant(&id.cfg.cloud, r, &id.cfg.username, &password, now)
+                .await;
+            drop(password);
+            // A failure is counted as a sign-in here; a success once, with
+            // the token request.
+            let grant = crate::metrics::sign_in(federated)
+                .map_err(|e| self.sign_in_failed(id, e, refused.clone()))?;
+            let req = self.request(slot, grant);
+            return self.finish_sign_in(slot, id, req, now, refused).await;
         }
         let req = self.request(
             slot,
@@ -607,20 +583,29 @@ impl Broker {
     ) -> Result<Arc<Token>, BrokerError> {
         match crate::metrics::sign_in(self.entra.token(&id.cfg.cloud, &req, now).await) {
             Ok(grant) => Ok(self.store(slot, id, grant)),
-            Err(e) if e.class() == ErrorClass::Transient => {
-                let err = BrokerError::SignIn {
-                    identity: id.cfg.name.clone(),
-                    source: e,
-                };
-                let api = err.to_api().1;
-                id.record_error(api.message, api.hint);
-                Err(err)
-            }
-            // Anything else from a sign-in with the identity's own secret
-            // stops all further use of it: when in doubt, do not risk the
-            // account.
-            Err(e) => Err(self.block(id, e, Some(refused))),
+            Err(e) => Err(self.sign_in_failed(id, e, refused)),
         }
+    }
+
+    /// A transient failure is recorded and retried later; anything else
+    /// from a sign-in with the identity's own secret stops all further use
+    /// of it: when in doubt, do not risk the account.
+    fn sign_in_failed(
+        &self,
+        id: &IdentityState,
+        e: EntraError,
+        refused: identity::Fingerprint,
+    ) -> BrokerError {
+        if e.class() != ErrorClass::Transient {
+            return self.block(id, e, Some(refused));
+        }
+        let err = BrokerError::SignIn {
+            identity: id.cfg.name.clone(),
+            source: e,
+        };
+        let api = err.to_api().1;
+        id.record_error(api.message, api.hint);
+        err
     }
 
     fn secret_error(&self, id: &IdentityState, why: &str) -> BrokerError {
