@@ -6,148 +6,50 @@
 //! Needs the binaries of the other packages (`cargo build --workspace
 //! --bins`, which `scripts/test.sh` runs first) and `kubectl` on `PATH`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod support;
+
+use std::path::PathBuf;
 
 use akscred_tests::scenario::standard;
 use akscred_tests::{Emulator, MexOffer, SamlVersion, Scenario};
+use support::{Daemon, bin, kubectl, ok, start_daemon_custom};
 
 const SAML11: &str = "urn:ietf:params:oauth:grant-type:saml1_1-bearer";
 const SAML2: &str = "urn:ietf:params:oauth:grant-type:saml2-bearer";
 
-fn bin(name: &str) -> PathBuf {
-    let own = PathBuf::from(env!("CARGO_BIN_EXE_akscred-emulator"));
-    let path = own.with_file_name(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)",
-        path.display()
-    );
-    path
-}
-
-fn kubectl_path() -> PathBuf {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("kubectl"))
-            .find(|p| p.is_file())
-    });
-    found.expect("kubectl is not on PATH: these tests run the real kubectl (.ci/run installs it)")
-}
-
-struct Daemon {
-    child: Child,
-    dir: tempfile::TempDir,
-    socket: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts akscredd with one identity, `bob`, signing in as `upn` with
 /// `password` (from a file), for `clusters` of the emulator.
 fn start_daemon(emu: &Emulator, upn: &str, password: &str, clusters: &[&str]) -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ca.pem"), emu.ca_pem()).unwrap();
-    let pw = dir.path().join("bob.password");
-    std::fs::write(&pw, format!("{password}\n")).unwrap();
-    let mut cfg = format!(
-        "[daemon]\nsocket = \"{}\"\nca_file = \"ca.pem\"\ntick = \"1s\"\n\n[clouds.emulator]\nlogin_endpoint = \"{}\"\narm_endpoint = \"{}\"\narm_resource = \"https://management.core.windows.net/\"\n\n[identities.bob]\ncloud = \"emulator\"\ntenant = \"{}\"\nusername = \"{upn}\"\npassword = {{ file = \"{}\" }}\n",
-        dir.path().join("akscred.sock").display(),
-        emu.login_url(),
-        emu.arm_url(),
-        standard::TENANT_DOMAIN,
-        pw.display(),
-    );
-    for c in clusters {
-        cfg.push_str(&format!(
-            "\n[clusters.{c}]\nidentity = \"bob\"\nsubscription = \"{}\"\nresource_group = \"{}\"\nname = \"{c}\"\n",
-            standard::SUBSCRIPTION,
-            standard::RESOURCE_GROUP,
-        ));
-    }
-    let config = dir.path().join("config.toml");
-    std::fs::write(&config, cfg).unwrap();
-    let log = std::fs::File::create(dir.path().join("akscredd.log")).unwrap();
-    let child = Command::new(bin("akscredd"))
-        .arg("--config")
-        .arg(&config)
-        .env("AKSCRED_LOG", "info,akscredd::entra=debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let socket = dir.path().join("akscred.sock");
-    let mut d = Daemon { child, dir, socket };
-    let start = Instant::now();
-    while !d.socket.exists() {
-        if let Some(status) = d.child.try_wait().unwrap() {
-            panic!("akscredd exited ({status}): {}", d.log());
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "no socket after 20 s: {}",
-            d.log()
+    start_daemon_custom(emu, |dir| {
+        let pw = dir.join("bob.password");
+        std::fs::write(&pw, format!("{password}\n")).unwrap();
+        let mut cfg = format!(
+            "\n[identities.bob]\ncloud = \"emulator\"\ntenant = \"{}\"\nusername = \"{upn}\"\npassword = {{ file = \"{}\" }}\n",
+            standard::TENANT_DOMAIN,
+            pw.display(),
         );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    d
+        for c in clusters {
+            cfg.push_str(&format!(
+                "\n[clusters.{c}]\nidentity = \"bob\"\nsubscription = \"{}\"\nresource_group = \"{}\"\nname = \"{c}\"\n",
+                standard::SUBSCRIPTION,
+                standard::RESOURCE_GROUP,
+            ));
+        }
+        cfg
+    })
 }
 
-impl Daemon {
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("akscredd.log")).unwrap_or_default()
-    }
+trait FederatedDaemon {
+    fn kubeconfig(&self) -> PathBuf;
+    fn skeleton_kubeconfig(&self, cluster: &str) -> PathBuf;
+}
 
-    fn akscred(&self, args: &[&str]) -> Output {
-        Command::new(bin("akscred"))
-            .args(args)
-            .env("AKSCRED_SOCKET", &self.socket)
-            .env_remove("KUBERNETES_EXEC_INFO")
-            .output()
-            .unwrap()
-    }
-
-    /// Polls `akscred status --json` until `done` holds (or 30 s pass).
-    fn wait_status(
-        &self,
-        what: &str,
-        done: impl Fn(&serde_json::Value) -> bool,
-    ) -> serde_json::Value {
-        let start = Instant::now();
-        loop {
-            let out = self.akscred(&["status", "--json"]);
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
-                && done(&v)
-            {
-                return v;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "timed out waiting for {what}: {}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
+impl FederatedDaemon for Daemon {
     fn kubeconfig(&self) -> PathBuf {
         let out = self.akscred(&["kubeconfig"]);
-        assert!(
-            out.status.success(),
-            "akscred kubeconfig: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        );
+        let text = ok(&out, "akscred kubeconfig");
         let path = self.dir.path().join("kubeconfig");
-        std::fs::write(&path, &out.stdout).unwrap();
+        std::fs::write(&path, text).unwrap();
         path
     }
 
@@ -163,26 +65,6 @@ impl Daemon {
         std::fs::write(&path, yaml).unwrap();
         path
     }
-}
-
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
-    Command::new(kubectl_path())
-        .env("KUBECONFIG", kubeconfig)
-        .env_remove("AKSCRED_SOCKET")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -117,7 +117,9 @@ fn spawn_daemon(dir: tempfile::TempDir, config: &Path) -> Daemon {
     let child = Command::new(bin("akscredd"))
         .arg("--config")
         .arg(config)
-        .env("AKSCRED_LOG", "info")
+        // Debug for the protocol layer: tests also check that no secret
+        // reaches the log, at the level that says the most.
+        .env("AKSCRED_LOG", "info,akscredd::entra=debug")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
