@@ -18,6 +18,13 @@ out=${BENCH_OUT:-$root/BENCHMARKS.md}
 echo "==> cargo build --release --workspace --bins" >&2
 cargo build --release --workspace --bins >&2
 bin="$root/target/release"
+# The proposal timed next to the shipped client: the same akscred linked
+# static-pie (no dynamic loader, no libgcc_s), in its own target directory
+# so that the shared one is not rebuilt.
+echo "==> akscred, static-pie (target/bench-static)" >&2
+static="$root/target/bench-static/release/akscred"
+cargo rustc --release -p akscred --bin akscred --target-dir "$root/target/bench-static" \
+  -- -C target-feature=+crt-static >&2 || static=""
 
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
@@ -28,8 +35,9 @@ trap 'rm -f "$tmp"' EXIT
   echo "Produced by \`bash bench/run.sh${*:+ $*}\` on $(date -u +%Y-%m-%dT%H:%MZ)."
   echo "Benchmarks report, they do not assert: budgets are checked by reading the"
   echo "table at the end. Every figure carries the 1-minute load average"
-  echo "(start→end of that measurement): this is a shared 2-core machine, and a"
-  echo "load above ~1 means someone else was using a core."
+  echo "(start→end of that measurement): this is a shared 2-core machine. The"
+  echo "benchmark itself adds about 1 (there is always one of its processes"
+  echo "running); more than ~1.5 means someone else was using a core."
   echo
   echo "## Machine and versions"
   echo
@@ -50,12 +58,14 @@ trap 'rm -f "$tmp"' EXIT
   echo "| /bin/true | $(/bin/true --version 2>/dev/null | head -1) |"
 } | tee "$tmp"
 
-"$bin/akscred-bench" "$@" | tee -a "$tmp"
+"$bin/akscred-bench" ${static:+--extra-client "$static"} "$@" | tee -a "$tmp"
 status=${PIPESTATUS[0]}
 
 {
   echo
   echo "Load at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+  echo
+  cat bench/ANALYSIS.md
 } | tee -a "$tmp"
 
 cp "$tmp" "$out"

@@ -87,7 +87,8 @@ fn write_config(
     daemon_extra: &str,
     layout: Layout,
 ) -> Result<PathBuf, String> {
-    let io = |e: std::io::Error| format!("cannot write the daemon config in {}: {e}", dir.display());
+    let io =
+        |e: std::io::Error| format!("cannot write the daemon config in {}: {e}", dir.display());
     std::fs::write(dir.join("ca.pem"), emu.ca_pem()).map_err(io)?;
     // Every emulated user has the standard password.
     std::fs::write(dir.join("password"), format!("{}\n", standard::PASSWORD)).map_err(io)?;
@@ -257,7 +258,11 @@ impl Daemon {
 
     /// Polls status every `every` until every cluster is ready; the time
     /// since spawn when that was first seen.
-    pub fn wait_all_ready(&mut self, every: Duration, timeout: Duration) -> Result<Duration, String> {
+    pub fn wait_all_ready(
+        &mut self,
+        every: Duration,
+        timeout: Duration,
+    ) -> Result<Duration, String> {
         loop {
             let ready = self.ready_clusters().unwrap_or(0);
             if ready == self.clusters {
@@ -315,7 +320,12 @@ pub fn cpu_time(pid: &str) -> Duration {
     // The command name may hold spaces: fields are counted after its `)`.
     let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after `)`.
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }

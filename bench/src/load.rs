@@ -91,7 +91,13 @@ async fn one(tx: &mut Sender, target: &str, close: bool) -> Result<(), String> {
     Ok(())
 }
 
-async fn worker(path: Arc<PathBuf>, target: Arc<str>, keepalive: bool, from: Instant, until: Instant) -> Worker {
+async fn worker(
+    path: Arc<PathBuf>,
+    target: Arc<str>,
+    keepalive: bool,
+    from: Instant,
+    until: Instant,
+) -> Worker {
     let mut w = Worker {
         latencies: Vec::new(),
         errors: 0,
@@ -147,7 +153,15 @@ pub fn run(socket: &Path, target: &str, plan: &Plan) -> Result<Outcome, String> 
         let from = Instant::now() + plan.warmup;
         let until = from + plan.measure;
         let tasks: Vec<_> = (0..plan.conns)
-            .map(|_| tokio::spawn(worker(path.clone(), target.clone(), plan.keepalive, from, until)))
+            .map(|_| {
+                tokio::spawn(worker(
+                    path.clone(),
+                    target.clone(),
+                    plan.keepalive,
+                    from,
+                    until,
+                ))
+            })
             .collect();
         let mut out = Outcome {
             latencies: Vec::new(),

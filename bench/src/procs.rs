@@ -44,9 +44,12 @@ fn run_once(c: &Cmd, env: &[(String, OsString)]) -> (Duration, Result<(), String
             String::from_utf8_lossy(&o.stderr).trim()
         )),
         Ok(o) => match &c.expect {
-            Some(want) if !String::from_utf8_lossy(&o.stdout).contains(want.as_str()) => Err(
-                format!("stdout lacks {want:?}: {}", String::from_utf8_lossy(&o.stdout)),
-            ),
+            Some(want) if !String::from_utf8_lossy(&o.stdout).contains(want.as_str()) => {
+                Err(format!(
+                    "stdout lacks {want:?}: {}",
+                    String::from_utf8_lossy(&o.stdout)
+                ))
+            }
             _ => Ok(()),
         },
     };

@@ -279,3 +279,36 @@ async fn retry_after_is_honoured() {
     assert_eq!(sent(), after_429 + 1);
     assert_eq!(s.passwords(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_resources_of_one_client_cost_one_password() {
+    // Twenty legacy clusters, each its own server app, one client app:
+    // twenty distinct tokens, all from one refresh token.
+    let mut scenario = Scenario::standard();
+    let template = scenario.cluster("aks-legacy").unwrap().clone();
+    scenario.clusters = (0..20)
+        .map(|i| {
+            let mut c = template.clone();
+            c.name = format!("legacy-{i:02}");
+            c.aad = akscred_tests::scenario::ClusterAad::LegacyAad {
+                server_id: format!("5a9c3e17-2b8d-4f60-9e41-c7d2a6b8f0{i:02}"),
+                client_id: standard::LEGACY_CLIENT_ID.to_string(),
+            };
+            c
+        })
+        .collect();
+    let s = setup(scenario, 20, standard::PASSWORD).await;
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let broker = s.broker.clone();
+        let name = s.cluster(i);
+        requests.spawn(async move { broker.credential(&name).await.map(|_| ()) });
+    }
+    while let Some(r) = requests.join_next().await {
+        r.unwrap().unwrap();
+    }
+    // One for ARM, one for the legacy client; the other nineteen tokens
+    // come from the refresh token the first sign-in left.
+    assert_eq!(s.passwords(), 2);
+    assert_eq!(s.emu.counters().grants_of_type("refresh_token"), 19);
+}

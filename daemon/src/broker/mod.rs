@@ -128,6 +128,7 @@ pub struct Broker {
     clusters: HashMap<String, Arc<target::ClusterState>>,
     slots: Mutex<HashMap<TokenKey, Arc<TokenSlot>>>,
     refresh_tokens: Mutex<HashMap<RefreshKey, Secret>>,
+    refresh_locks: Mutex<HashMap<RefreshKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Broker {
@@ -154,6 +155,7 @@ impl Broker {
             clusters,
             slots: Mutex::new(HashMap::new()),
             refresh_tokens: Mutex::new(HashMap::new()),
+            refresh_locks: Mutex::new(HashMap::new()),
             config,
         }
     }
@@ -419,46 +421,77 @@ impl Broker {
             key.tenant.clone(),
             key.client_id.clone(),
         );
-        let held_rt = self
-            .refresh_tokens
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&rt_key)
-            .cloned();
-        if let Some(rt) = held_rt {
-            let req = self.request(slot, Grant::RefreshToken(rt));
-            match self.entra.token(&id.cfg.cloud, &req, self.now()).await {
-                Ok(grant) => return Ok(self.store(slot, &id, grant)),
-                Err(e) => match e.class() {
-                    ErrorClass::RefreshTokenDead => {
-                        info!(identity = %key.identity, error = %e, "refresh token no longer accepted; signing in again");
-                        self.refresh_tokens
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(&rt_key);
-                    }
-                    ErrorClass::Transient => {
-                        return Err(BrokerError::SignIn {
-                            identity: key.identity.clone(),
-                            source: e,
-                        });
-                    }
-                    ErrorClass::Permanent => return Err(self.block(&id, e, None)),
-                },
-            }
+        if let Some(outcome) = self.try_refresh_token(slot, &id, &rt_key).await {
+            return outcome;
+        }
+        // At most one full sign-in per identity at a time. While this one
+        // waited, another slot's sign-in may have left a refresh token for
+        // the same client: a thousand resources of one client then cost one
+        // password, not a thousand.
+        let _one_at_a_time = id.signin.lock().await;
+        if let Some(outcome) = self.try_refresh_token(slot, &id, &rt_key).await {
+            return outcome;
         }
         self.sign_in(slot, &id).await
     }
 
+    /// Redeems the refresh token held for `rt_key`, if any. `None` means
+    /// there was none, or it is dead (and now forgotten): sign in instead.
+    async fn try_refresh_token(
+        &self,
+        slot: &Arc<TokenSlot>,
+        id: &Arc<IdentityState>,
+        rt_key: &RefreshKey,
+    ) -> Option<Result<Arc<Token>, BrokerError>> {
+        // One redemption per refresh token at a time: each is good for one
+        // use, and two slots racing with the same one would see it "dead".
+        let lock = self
+            .refresh_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(rt_key.clone())
+            .or_default()
+            .clone();
+        let _redeeming = lock.lock().await;
+        let rt = self
+            .refresh_tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(rt_key)
+            .cloned()?;
+        let req = self.request(slot, Grant::RefreshToken(rt.clone()));
+        match self.entra.token(&id.cfg.cloud, &req, self.now()).await {
+            Ok(grant) => Some(Ok(self.store(slot, id, grant))),
+            Err(e) => match e.class() {
+                ErrorClass::RefreshTokenDead => {
+                    info!(identity = %id.cfg.name, error = %e, "refresh token no longer accepted; signing in again");
+                    let mut rts = self
+                        .refresh_tokens
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    // Only this one: another slot may have stored a newer one.
+                    if rts.get(rt_key) == Some(&rt) {
+                        rts.remove(rt_key);
+                    }
+                    None
+                }
+                ErrorClass::Transient => Some(Err(BrokerError::SignIn {
+                    identity: id.cfg.name.clone(),
+                    source: e,
+                })),
+                ErrorClass::Permanent => Some(Err(self.block(id, e, None))),
+            },
+        }
+    }
+
     /// A full sign-in with the identity's own credential: the password for
     /// a user, the secret, certificate or federated token for an
-    /// application. At most one per identity at a time.
+    /// application. The caller holds `id.signin`.
     async fn sign_in(
         &self,
         slot: &Arc<TokenSlot>,
         id: &Arc<IdentityState>,
     ) -> Result<Arc<Token>, BrokerError> {
-        let _one_at_a_time = id.signin.lock().await;
         let material = match id.attention() {
             Some(a) => self.unblocked_by_new_secret(id, a).await?,
             None => self.read_material(id).await?,

@@ -92,11 +92,13 @@ impl Token {
             .checked_sub(policy.refresh_before)
             .unwrap_or(obtained);
         // Never later than `expires_on - refresh_before`; a token shorter
-        // than `refresh_before` is used for half its life instead.
+        // than `refresh_before` is used for about half its life instead.
         let refresh_at = if latest > obtained {
             proactive.min(latest)
         } else {
-            obtained + lifetime / 2
+            // Jittered too (45–55 %): many short tokens issued together
+            // must not all come due in the same second.
+            obtained + lifetime.mul_f64(0.45 + 0.10 * jitter.clamp(0.0, 1.0))
         };
         // Short-lived tokens (tests use 60 s) would otherwise be "almost
         // expired" from the moment they arrive.
