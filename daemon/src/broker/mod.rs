@@ -95,6 +95,9 @@ impl TokenSlot {
     }
 }
 
+/// Clusters discovered at once (warm-up, and retries after an outage).
+const PARALLEL: usize = 16;
+
 /// A certificate this close to its end is worth a warning in status.
 const EXPIRY_WARNING: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 3600);
 
@@ -778,14 +781,33 @@ impl Broker {
     /// Starts discovery and sign-in for every cluster, so the first kubectl
     /// command finds a token waiting.
     pub fn warm_up(self: &Arc<Self>) {
-        for name in self.cluster_names() {
+        let broker = self.clone();
+        tokio::spawn(async move {
+            let names = broker.cluster_names();
+            broker.bounded(names).await;
+        });
+    }
+
+    /// Brings `clusters` up with at most [`PARALLEL`] at a time: a task per
+    /// cluster would put a thousand ARM calls (and a thousand idle TLS
+    /// connections, kept by the pool and by malloc) in flight at once.
+    async fn bounded(self: &Arc<Self>, clusters: Vec<String>) {
+        let queue = Arc::new(Mutex::new(clusters.into_iter()));
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..PARALLEL {
             let broker = self.clone();
-            tokio::spawn(async move {
-                if let Err(e) = broker.credential(&name).await {
-                    warn!(cluster = %name, error = %e, "cluster not ready");
+            let queue = queue.clone();
+            workers.spawn(async move {
+                loop {
+                    let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+                    let Some(name) = next else { break };
+                    if let Err(e) = broker.credential(&name).await {
+                        warn!(cluster = %name, error = %e, "cluster not ready");
+                    }
                 }
             });
         }
+        while workers.join_next().await.is_some() {}
     }
 
     /// The earliest wall-clock instant at which [`Broker::tick`] has work:
@@ -825,14 +847,15 @@ impl Broker {
                 });
             }
         }
-        for cs in self.clusters.values() {
-            if cs.target().is_none() && cs.retry_at().is_none_or(|at| at <= now) {
-                let broker = self.clone();
-                let name = cs.cfg.name.clone();
-                work.spawn(async move {
-                    let _ = broker.credential(&name).await;
-                });
-            }
+        let undiscovered: Vec<String> = self
+            .clusters
+            .values()
+            .filter(|cs| cs.target().is_none() && cs.retry_at().is_none_or(|at| at <= now))
+            .map(|cs| cs.cfg.name.clone())
+            .collect();
+        if !undiscovered.is_empty() {
+            let broker = self.clone();
+            work.spawn(async move { broker.bounded(undiscovered).await });
         }
         while work.join_next().await.is_some() {}
     }
