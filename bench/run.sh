@@ -53,7 +53,7 @@ trap 'rm -f "$tmp"' EXIT
   echo "| commit | $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)') |"
   echo "| binaries | akscred $(stat -c %s "$bin/akscred") B, akscredd $(stat -c %s "$bin/akscredd") B, bench-const-credential $(stat -c %s "$bin/bench-const-credential") B (release: LTO, 1 CGU, panic=abort, stripped) |"
   if command -v gke-gcloud-auth-plugin >/dev/null; then
-    echo "| gke-gcloud-auth-plugin | $(gke-gcloud-auth-plugin --version 2>&1 | head -1), $(stat -c %s "$(command -v gke-gcloud-auth-plugin)") B |"
+    echo "| gke-gcloud-auth-plugin | $(gke-gcloud-auth-plugin --version 2>&1 | head -1), $(stat -L -c %s "$(command -v gke-gcloud-auth-plugin)") B |"
   fi
   echo "| /bin/true | $(/bin/true --version 2>/dev/null | head -1) |"
 } | tee "$tmp"
