@@ -480,36 +480,32 @@ mod tests {
     /// refuse: no request goes out, and the error says why. The full
     /// exchange over TLS is tested against the emulator
     /// (`tests/tests/federation.rs`).
+    /// bob's sign-in with `r`, which these tests expect to fail.
+    async fn refused(entra: &EntraClient, r: &UserRealm) -> EntraError {
+        entra
+            .federated_grant(
+                &cloud(),
+                r,
+                "bob@fabrikam.com",
+                &Secret::new("pw"),
+                SystemTime::now(),
+            )
+            .await
+            .unwrap_err()
+    }
+
     #[tokio::test]
     async fn plain_http_metadata_is_not_used_and_nothing_is_sent() {
         let (base, mut seen) = serve(vec![Canned::json(200, "{}")]).await;
         let entra = EntraClient::new(client());
         let r = realm(Some(&format!("{base}/adfs/services/trust/mex")), None);
-        let err = entra
-            .federated_grant(
-                &cloud(),
-                &r,
-                "bob@fabrikam.com",
-                &Secret::new("pw"),
-                SystemTime::now(),
-            )
-            .await
-            .unwrap_err();
+        let err = refused(&entra, &r).await;
         assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
         assert!(err.to_string().contains("not an https URL"), "{err}");
         assert!(seen.try_recv().is_err(), "nothing may be sent");
 
         let r = realm(None, None);
-        let err = entra
-            .federated_grant(
-                &cloud(),
-                &r,
-                "bob@fabrikam.com",
-                &Secret::new("pw"),
-                SystemTime::now(),
-            )
-            .await
-            .unwrap_err();
+        let err = refused(&entra, &r).await;
         assert!(
             err.to_string().contains("names no federation metadata"),
             "{err}"
@@ -521,16 +517,7 @@ mod tests {
     async fn unreachable_metadata_without_fallback_is_transient() {
         let entra = EntraClient::new(client());
         let r = realm(Some("https://127.0.0.1:9/adfs/services/trust/mex"), None);
-        let err = entra
-            .federated_grant(
-                &cloud(),
-                &r,
-                "bob@fabrikam.com",
-                &Secret::new("pw"),
-                SystemTime::now(),
-            )
-            .await
-            .unwrap_err();
+        let err = refused(&entra, &r).await;
         assert_eq!(err.class(), ErrorClass::Transient, "{err}");
         assert!(err.to_string().contains("127.0.0.1:9"), "{err}");
         assert!(!format!("{err:?}").contains("pw\""));
