@@ -18,13 +18,10 @@ out=${BENCH_OUT:-$root/BENCHMARKS.md}
 echo "==> cargo build --release --workspace --bins" >&2
 cargo build --release --workspace --bins >&2
 bin="$root/target/release"
-# The proposal timed next to the shipped client: the same akscred linked
-# static-pie (no dynamic loader, no libgcc_s), in its own target directory
-# so that the shared one is not rebuilt.
-echo "==> akscred, static-pie (target/bench-static)" >&2
-static="$root/target/bench-static/release/akscred"
-cargo rustc --release -p akscred --bin akscred --target-dir "$root/target/bench-static" \
-  -- -C target-feature=+crt-static >&2 || static=""
+# The client as it is shipped (scripts/release.sh): static-pie. The plain
+# `cargo build` one, dynamically linked, is timed next to it.
+echo "==> akscred as shipped: bash scripts/static-client.sh --release" >&2
+shipped=$(bash scripts/static-client.sh --release)
 
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
@@ -51,14 +48,14 @@ trap 'rm -f "$tmp"' EXIT
   echo "| akscred | $("$bin/akscred" --version 2>/dev/null | head -1) |"
   echo "| akscredd | $("$bin/akscredd" --version 2>/dev/null | head -1) |"
   echo "| commit | $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)') |"
-  echo "| binaries | akscred $(stat -c %s "$bin/akscred") B, akscredd $(stat -c %s "$bin/akscredd") B, bench-const-credential $(stat -c %s "$bin/bench-const-credential") B (release: LTO, 1 CGU, panic=abort, stripped) |"
+  echo "| binaries | akscred as shipped (static-pie) $(stat -c %s "$shipped") B, dynamically linked $(stat -c %s "$bin/akscred") B, akscredd $(stat -c %s "$bin/akscredd") B, bench-const-credential $(stat -c %s "$bin/bench-const-credential") B (release: LTO, 1 CGU, panic=abort, stripped) |"
   if command -v gke-gcloud-auth-plugin >/dev/null; then
     echo "| gke-gcloud-auth-plugin | $(gke-gcloud-auth-plugin --version 2>&1 | head -1), $(stat -L -c %s "$(command -v gke-gcloud-auth-plugin)") B |"
   fi
   echo "| /bin/true | $(/bin/true --version 2>/dev/null | head -1) |"
 } | tee "$tmp"
 
-"$bin/akscred-bench" ${static:+--extra-client "$static"} "$@" | tee -a "$tmp"
+"$bin/akscred-bench" --client "$shipped" --extra-client "$bin/akscred" "$@" | tee -a "$tmp"
 status=${PIPESTATUS[0]}
 
 {

@@ -188,6 +188,43 @@ async fn kubectl_works_on_all_three_clusters_in_both_exec_versions() {
     );
 }
 
+/// The client as `scripts/release.sh` ships it, linked static-pie: kubectl
+/// works through it, and it really needs no loader (what the benchmark's
+/// figure 1 relies on).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_static_pie_client_serves_kubectl() {
+    let client = support::static_client();
+    assert!(
+        !support::needs_dynamic_loader(&client),
+        "{} asks for ld.so: it was not linked static",
+        client.display()
+    );
+    // The check itself can tell: the ordinary build does need the loader.
+    assert!(support::needs_dynamic_loader(&bin("akscred")));
+
+    let emu = Emulator::start(Scenario::standard()).await.unwrap();
+    let d = start_daemon(&emu, &[(&ALICE, &names(&["aks-one", "aks-legacy"]))]);
+    let out = std::process::Command::new(&client)
+        .arg("kubeconfig")
+        .env("AKSCRED_SOCKET", &d.socket)
+        .output()
+        .unwrap();
+    let text = ok(&out, "static akscred kubeconfig");
+    assert!(
+        text.contains(&format!("command: \"{}\"", client.display())),
+        "the kubeconfig must run the client that wrote it: {text}"
+    );
+    let kc = d.dir.path().join("kubeconfig-static");
+    std::fs::write(&kc, text).unwrap();
+    for c in ["aks-one", "aks-legacy"] {
+        let out = ok(
+            &kubectl(&kc, &["--context", c, "get", "namespaces", "-o", "name"]),
+            &format!("kubectl get namespaces on {c} through the static client"),
+        );
+        assert!(out.contains(&format!("namespace/{c}")), "{c}: {out}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_password_is_sent_once_and_never_again() {
     let emu = Emulator::start(Scenario::standard()).await.unwrap();

@@ -23,6 +23,45 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// akscred as it is installed: linked static-pie by
+/// `scripts/static-client.sh`, which `scripts/test.sh` runs before the tests
+/// (into `target/static/debug`, next to the workspace's `target/debug`).
+pub fn static_client() -> PathBuf {
+    let own = PathBuf::from(env!("CARGO_BIN_EXE_akscred-emulator"));
+    let path = own
+        .parent()
+        .and_then(Path::parent)
+        .map(|target| target.join("static/debug/akscred"))
+        .unwrap_or_default();
+    assert!(
+        path.is_file(),
+        "{} is missing: run `bash scripts/static-client.sh` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// Whether the ELF file at `path` names a program interpreter (`PT_INTERP`,
+/// i.e. it needs ld.so): false for static and static-pie executables.
+pub fn needs_dynamic_loader(path: &Path) -> bool {
+    let elf = std::fs::read(path).expect("read the executable");
+    assert!(
+        elf.len() > 64 && &elf[..4] == b"\x7fELF" && elf[4] == 2,
+        "{}: not a 64-bit ELF file",
+        path.display()
+    );
+    let u16_at = |o: usize| usize::from(u16::from_le_bytes([elf[o], elf[o + 1]]));
+    let mut phoff = [0u8; 8];
+    phoff.copy_from_slice(&elf[0x20..0x28]);
+    let phoff = usize::try_from(u64::from_le_bytes(phoff)).expect("offset");
+    let (size, count) = (u16_at(0x36), u16_at(0x38));
+    (0..count).any(|i| {
+        let at = phoff + i * size;
+        const PT_INTERP: u32 = 3;
+        u32::from_le_bytes([elf[at], elf[at + 1], elf[at + 2], elf[at + 3]]) == PT_INTERP
+    })
+}
+
 /// The repository's root (this package is `tests/`).
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
