@@ -92,7 +92,7 @@ async fn credential(
     match state.broker.current().credential(&name).await {
         Ok(token) => {
             crate::metrics::credential(true);
-            let body = token.exec_credential(api).to_string();
+            let body = token.exec_credential(api).clone();
             (
                 [
                     (

@@ -203,7 +203,9 @@ pub async fn run_with(
 /// Sleeps until the next wall-clock deadline, but never longer than `tick`:
 /// tokio's timers run on the monotonic clock, which stops while the machine
 /// sleeps, so the wall clock is re-read at least once per tick. Follows
-/// reloads: a swap wakes it to read the new broker's deadlines.
+/// reloads: a swap wakes it to read the new broker's deadlines, and so does
+/// a token stored (or a backoff set) while it sleeps that is due before the
+/// planned wake-up ([`crate::broker::Wakeup`]).
 ///
 /// It is also the heartbeat: the watchdog ping (`WATCHDOG=1`) and the
 /// status line are sent from this task, between polls of the work it
@@ -226,15 +228,19 @@ async fn schedule(live: Arc<LiveBroker>, watchdog: Option<Duration>) {
     loop {
         let broker = live.current();
         let tick = broker.config().daemon.tick;
+        broker.wakeup().planning();
         let now = broker.now();
         let wait = broker
             .next_deadline()
             .map_or(tick, |d| d.duration_since(now).unwrap_or_default())
             .min(tick);
+        broker.wakeup().plan(now + wait);
         let due = with_heartbeat(&mut beat, &pulse, async {
             tokio::select! {
                 () = tokio::time::sleep(wait) => true,
                 _ = swapped.changed() => false,
+                // Something stored meanwhile is due sooner: look again.
+                () = broker.wakeup().woken() => false,
             }
         })
         .await;

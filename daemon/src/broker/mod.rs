@@ -12,6 +12,7 @@ mod error;
 mod identity;
 mod target;
 pub mod token;
+mod wakeup;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -36,6 +37,7 @@ pub use identity::Attention;
 use identity::{IdentityState, fingerprint};
 pub use target::ClusterTarget;
 pub use token::{ExecApi, Policy, Token};
+pub use wakeup::Wakeup;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TokenKey {
@@ -132,6 +134,9 @@ pub struct Broker {
     slots: Mutex<HashMap<TokenKey, Arc<TokenSlot>>>,
     refresh_tokens: Mutex<HashMap<RefreshKey, Secret>>,
     refresh_locks: Mutex<HashMap<RefreshKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// Shared with the brokers of later reloads (see [`Broker::adopt`]):
+    /// a sign-in still running for this one wakes the same scheduler.
+    wakeup: Arc<Wakeup>,
 }
 
 impl Broker {
@@ -159,6 +164,7 @@ impl Broker {
             slots: Mutex::new(HashMap::new()),
             refresh_tokens: Mutex::new(HashMap::new()),
             refresh_locks: Mutex::new(HashMap::new()),
+            wakeup: Arc::default(),
             config,
         }
     }
@@ -169,6 +175,7 @@ impl Broker {
     /// clusters. A reload therefore costs no sign-in and never clears a
     /// `needs_attention`.
     pub fn adopt(&mut self, old: &Broker) {
+        self.wakeup = old.wakeup.clone();
         // Unchanged identities keep their very state object, lock included,
         // so a sign-in still running for the old broker records its
         // outcome (a block, a budget use) where the new one sees it.
@@ -211,6 +218,11 @@ impl Broker {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// What the scheduler waits on next to its sleep.
+    pub fn wakeup(&self) -> &Wakeup {
+        &self.wakeup
     }
 
     pub fn now(&self) -> SystemTime {
@@ -323,6 +335,9 @@ impl Broker {
             Err(e @ BrokerError::NeedsAttention { .. }) => Err(e),
             Err(e) => {
                 cs.set_error(&e, now);
+                if let Some(at) = cs.retry_at() {
+                    self.wakeup.schedule(at);
+                }
                 Err(e)
             }
         }
@@ -407,6 +422,9 @@ impl Broker {
                 let at = slot
                     .backoff()
                     .fail(self.now(), e.retry_after(), (api.message, api.hint));
+                if slot.proactive {
+                    self.wakeup.schedule(at);
+                }
                 warn!(identity = %slot.key.identity, resource = %slot.key.resource, error = %e, retry_at = %rfc3339(at), "transient failure; backing off");
             } else {
                 let recheck = self.now() + self.config.daemon.tick;
@@ -775,6 +793,9 @@ impl Broker {
         id.record_success(now);
         info!(identity = %slot.key.identity, resource = %slot.key.resource, expires_on = %rfc3339(token.expires_on), "token obtained");
         slot.set(token.clone());
+        if slot.proactive {
+            self.wakeup.schedule(token.refresh_at);
+        }
         token
     }
 

@@ -1,14 +1,17 @@
 //! One access token as the broker holds it, with the instants that decide
 //! when it is refreshed and what kubectl is told about its expiry.
 //!
-//! The ExecCredential bodies are rendered once, when the token arrives, so
-//! the hot path (a credential request) only copies bytes.
+//! The ExecCredential bodies are rendered once, when the token arrives, into
+//! reference-counted buffers that zeroize themselves when the last reference
+//! goes: a credential request answers with a clone (no copy of the token in
+//! the daemon's heap), and hyper drops its reference once the bytes are in
+//! the socket.
 
 use std::time::{Duration, SystemTime};
 
 use akscred_proto::{EXEC_API_V1, EXEC_API_V1BETA1, ExecCredential, ExecCredentialStatus};
-
-use zeroize::Zeroize;
+use bytes::Bytes;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::clock::rfc3339;
 use crate::secret::Secret;
@@ -31,8 +34,8 @@ pub struct Token {
     /// only after that instant, so it must come before the real expiry.
     pub exec_expiry: SystemTime,
     access_token: Secret,
-    body_v1: Secret,
-    body_v1beta1: Secret,
+    body_v1: Bytes,
+    body_v1beta1: Bytes,
 }
 
 impl std::fmt::Debug for Token {
@@ -54,9 +57,19 @@ fn exec_expiry(obtained: SystemTime, expires_on: SystemTime) -> SystemTime {
     expires_on.checked_sub(margin).unwrap_or(obtained)
 }
 
+/// The owner of a rendered body: its bytes are zeroized when the last
+/// `Bytes` referring to them is dropped.
+struct SecretBody(Zeroizing<Vec<u8>>);
+
+impl AsRef<[u8]> for SecretBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// The ExecCredential in both API versions, rendered once; the secret
 /// fields of `status` are zeroized afterwards.
-fn bodies(status: ExecCredentialStatus) -> [Secret; 2] {
+fn bodies(status: ExecCredentialStatus) -> [Bytes; 2] {
     let mut cred = ExecCredential {
         api_version: String::new(),
         kind: "ExecCredential".to_string(),
@@ -65,7 +78,8 @@ fn bodies(status: ExecCredentialStatus) -> [Secret; 2] {
     let out = [EXEC_API_V1, EXEC_API_V1BETA1].map(|api| {
         cred.api_version = api.to_string();
         // Serialising plain strings cannot fail.
-        Secret::new(serde_json::to_string(&cred).unwrap_or_default())
+        let body = Zeroizing::new(serde_json::to_vec(&cred).unwrap_or_default());
+        Bytes::from_owner(SecretBody(body))
     });
     cred.status.token.zeroize();
     if let Some(k) = cred.status.client_key_data.as_mut() {
@@ -172,10 +186,11 @@ impl Token {
         self.expires_on.duration_since(now).unwrap_or_default()
     }
 
-    pub fn exec_credential(&self, api: ExecApi) -> &str {
+    /// The ExecCredential JSON; cloning it is a reference count.
+    pub fn exec_credential(&self, api: ExecApi) -> &Bytes {
         match api {
-            ExecApi::V1 => self.body_v1.expose(),
-            ExecApi::V1Beta1 => self.body_v1beta1.expose(),
+            ExecApi::V1 => &self.body_v1,
+            ExecApi::V1Beta1 => &self.body_v1beta1,
         }
     }
 }
@@ -254,13 +269,13 @@ mod tests {
     #[test]
     fn exec_credential_bodies_in_both_versions() {
         let t = Token::new(Secret::new("s3cr3t\"value"), at(0), at(3600), POLICY, 0.5);
-        let v1: serde_json::Value = serde_json::from_str(t.exec_credential(ExecApi::V1)).unwrap();
+        let v1: serde_json::Value = serde_json::from_slice(t.exec_credential(ExecApi::V1)).unwrap();
         assert_eq!(v1["apiVersion"], EXEC_API_V1);
         assert_eq!(v1["kind"], "ExecCredential");
         assert_eq!(v1["status"]["token"], "s3cr3t\"value");
         assert_eq!(v1["status"]["expirationTimestamp"], "2027-01-15T08:59:00Z");
         let b: serde_json::Value =
-            serde_json::from_str(t.exec_credential(ExecApi::V1Beta1)).unwrap();
+            serde_json::from_slice(t.exec_credential(ExecApi::V1Beta1)).unwrap();
         assert_eq!(b["apiVersion"], EXEC_API_V1BETA1);
         assert!(!format!("{t:?}").contains("s3cr3t"));
     }
