@@ -22,6 +22,11 @@ bin="$root/target/release"
 # `cargo build` one, dynamically linked, is timed next to it.
 echo "==> akscred as shipped: bash scripts/static-client.sh --release" >&2
 shipped=$(bash scripts/static-client.sh --release)
+# The trivial Rust binary (no dependencies) linked the same way, as the
+# floor for a static client.
+const_static="$root/target/static/bench-const-credential"
+rustc --edition 2024 -C opt-level=3 -C panic=abort -C strip=symbols \
+  -C target-feature=+crt-static bench/src/bin/const_credential.rs -o "$const_static" >&2
 
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
@@ -55,7 +60,7 @@ trap 'rm -f "$tmp"' EXIT
   echo "| /bin/true | $(/bin/true --version 2>/dev/null | head -1) |"
 } | tee "$tmp"
 
-"$bin/akscred-bench" --client "$shipped" --extra-client "$bin/akscred" "$@" | tee -a "$tmp"
+"$bin/akscred-bench" --client "$shipped" --extra-client "$bin/akscred" --const-static "$const_static" "$@" | tee -a "$tmp"
 status=${PIPESTATUS[0]}
 
 {

@@ -12,7 +12,7 @@
 //! ```text
 //! akscred-bench [--runs N] [--warmup N] [--measure SECS] [--load-threads N]
 //!               [--cold-runs N] [--burst-clusters N] [--burst-lifetime SECS]
-//!               [--only 1,2,3,4,5,6] [--client PATH] [--extra-client PATH]
+//!               [--only 1,2,3,4,5,6] [--client PATH] [--extra-client PATH] [--const-static PATH]
 //! akscred-bench load SOCKET CLUSTER CONNS [close] [SECS]
 //! ```
 
@@ -32,7 +32,7 @@ use akscred_tests::{AKS_SERVER_APP_ID, ClusterAad, Counters, Emulator, Scenario,
 use harness::{Bins, Daemon, Layout, Memory, mib};
 use stats::{LoadSpan, Summary, dur, ms, ratio, verdict};
 
-const USAGE: &str = "usage: akscred-bench [--runs N] [--warmup N] [--measure SECS] [--load-threads N] [--cold-runs N] [--burst-clusters N] [--burst-lifetime SECS] [--only 1,2,...] [--client PATH] [--extra-client PATH]\n       akscred-bench load SOCKET CLUSTER CONNS [close] [SECS]";
+const USAGE: &str = "usage: akscred-bench [--runs N] [--warmup N] [--measure SECS] [--load-threads N] [--cold-runs N] [--burst-clusters N] [--burst-lifetime SECS] [--only 1,2,...] [--client PATH] [--extra-client PATH] [--const-static PATH]\n       akscred-bench load SOCKET CLUSTER CONNS [close] [SECS]";
 
 struct Options {
     runs: usize,
@@ -49,6 +49,9 @@ struct Options {
     /// Another build of akscred to time next to it (bench/run.sh passes the
     /// dynamically linked one of `cargo build --release`).
     extra_client: Option<std::path::PathBuf>,
+    /// The trivial Rust binary linked static-pie, the floor for a static
+    /// client (bench/run.sh builds it).
+    const_static: Option<std::path::PathBuf>,
 }
 
 impl Options {
@@ -69,6 +72,7 @@ fn parse_args() -> Result<Options, String> {
         only: None,
         client: None,
         extra_client: None,
+        const_static: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -95,6 +99,7 @@ fn parse_args() -> Result<Options, String> {
             }
             "--client" => o.client = Some(value()?.into()),
             "--extra-client" => o.extra_client = Some(value()?.into()),
+            "--const-static" => o.const_static = Some(value()?.into()),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -355,6 +360,16 @@ fn process_times(
             expect: Some("\"token\":\"ey".into()),
         });
     }
+    let const_static = opts.const_static.as_ref().filter(|p| p.is_file());
+    let static_floor = const_static.map(|p| {
+        cmds.push(procs::Cmd {
+            label: "trivial Rust binary (constant ExecCredential, static-pie)".into(),
+            program: p.clone(),
+            args: vec![],
+            expect: Some("ExecCredential".into()),
+        });
+        cmds.len() - 1
+    });
     if let Some(p) = &gke {
         cmds.push(procs::Cmd {
             label: "`gke-gcloud-auth-plugin` (cache hit)".into(),
@@ -382,13 +397,23 @@ fn process_times(
         .collect();
     let floor = sums[0].median();
     let rust = sums[1].median();
+    let rust_static = static_floor.map(|i| sums[i].median());
+    let static_head = if rust_static.is_some() {
+        (" median ÷ trivial Rust, static-pie |", "---|")
+    } else {
+        ("", "")
+    };
     println!(
-        "| command | runs | failures | median ms | p99 ms | mean ms | min ms | median ÷ `/bin/true` | median ÷ trivial Rust |"
+        "| command | runs | failures | median ms | p99 ms | mean ms | min ms | median ÷ `/bin/true` | median ÷ trivial Rust |{}",
+        static_head.0
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|{}", static_head.1);
     for ((c, t), s) in cmds.iter().zip(&timed).zip(&sums) {
+        let static_ratio = rust_static
+            .map(|f| format!(" {:.2}× |", ratio(s.median(), f)))
+            .unwrap_or_default();
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {:.2}× | {:.2}× |",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.2}× | {:.2}× |{static_ratio}",
             c.label,
             s.len(),
             t.failures,
