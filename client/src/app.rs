@@ -15,7 +15,9 @@ use crate::{docs, exec_info, merge, output, socket, status, yaml};
 /// token endpoint, with retries) before it can answer; kubectl itself has
 /// no timeout on plugins, so be patient but not forever.
 const TOKEN_TIMEOUT: Duration = Duration::from_secs(60);
-/// `refresh` and `retry` answer once the sign-in they start is over.
+/// `refresh` and `retry` answer once the sign-in they start is over;
+/// `reload` once the new configuration is in place (sign-ins it needs go on
+/// in the background), unless another reload is in progress.
 const ACTION_TIMEOUT: Duration = Duration::from_secs(60);
 /// A kubeconfig may need the clusters' discovery from ARM first.
 const KUBECONFIG_TIMEOUT: Duration = Duration::from_secs(30);
@@ -52,6 +54,8 @@ pub fn run(command: Command) -> Result<(), Error> {
                 "cleared needs_attention and signed in again",
             )
         }
+        // The daemon's answer names the file and what changed.
+        Command::Reload => action("/v1/reload", "configuration", "reloaded"),
         Command::Completions { shell } => output::stdout(docs::completions(shell).as_bytes()),
         Command::Man => output::stdout(docs::man().as_bytes()),
         Command::Names(what) => names(what),
@@ -259,7 +263,7 @@ fn merge_kubeconfig(
     output::stdout(format!("{}\n", status::clean(&line)).as_bytes())
 }
 
-/// `refresh` and `retry`: one POST, one line of confirmation.
+/// `refresh`, `retry` and `reload`: one POST, one line of confirmation.
 fn action(target: &str, subject: &str, done: &str) -> Result<(), Error> {
     let socket = socket::from_env().map_err(Error::Socket)?;
     let answer = call(&socket, Method::Post, target, ACTION_TIMEOUT)?;

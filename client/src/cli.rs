@@ -40,6 +40,7 @@ pub enum Command {
     Retry {
         identity: String,
     },
+    Reload,
     Completions {
         shell: Shell,
     },
@@ -238,6 +239,24 @@ akscredd sign in once more.",
     hidden: false,
 };
 
+pub const RELOAD: Spec = Spec {
+    name: "reload",
+    summary: "make akscredd re-read its config",
+    about: "\
+Make akscredd re-read its configuration file, as SIGHUP does, and wait for
+its answer: one line saying what was reloaded, or why the new file was
+refused (exit 1). A refused file changes nothing: the running
+configuration keeps serving. Tokens and refresh tokens of unchanged
+identities carry over, so a reload costs no sign-in.
+
+akscredd.service runs it as ExecReload=, so `systemctl --user reload
+akscredd` returns once the new configuration is in effect, and fails when
+it is refused.",
+    args: &[],
+    opts: &[],
+    hidden: false,
+};
+
 pub const SHELLS: &[&str] = &["bash", "zsh", "fish"];
 
 pub const COMPLETIONS: Spec = Spec {
@@ -297,6 +316,7 @@ pub const HELP_COMMAND: Spec = Spec {
             "kubeconfig",
             "refresh",
             "retry",
+            "reload",
             "completions",
             "man",
         ]),
@@ -307,12 +327,13 @@ pub const HELP_COMMAND: Spec = Spec {
 };
 
 /// Every command, in the order help lists them.
-pub const COMMANDS: [&Spec; 9] = [
+pub const COMMANDS: [&Spec; 10] = [
     &TOKEN,
     &STATUS,
     &KUBECONFIG,
     &REFRESH,
     &RETRY,
+    &RELOAD,
     &COMPLETIONS,
     &MAN,
     &HELP_COMMAND,
@@ -692,6 +713,7 @@ fn build(spec: &'static Spec, m: Matches) -> Result<Command, Error> {
         }
         "refresh" => Command::Refresh { cluster: first() },
         "retry" => Command::Retry { identity: first() },
+        "reload" => Command::Reload,
         "completions" => Command::Completions {
             shell: match first().as_str() {
                 "zsh" => Shell::Zsh,
@@ -831,6 +853,7 @@ mod tests {
                 identity: "alice".into()
             }
         );
+        assert_eq!(ok(&["reload"]), Command::Reload);
         assert_eq!(
             ok(&["completions", "zsh"]),
             Command::Completions { shell: Shell::Zsh }
@@ -939,6 +962,7 @@ mod tests {
         );
         assert!(usage_text(&["completions", "tcsh"]).contains("bash, zsh, fish, not `tcsh`"));
         assert!(usage_text(&["retry"]).contains("missing IDENTITY"));
+        assert!(usage_text(&["reload", "prod"]).contains("unexpected argument `prod`"));
         let long = "a".repeat(MAX_NAME_LEN + 1);
         assert!(usage_text(&["refresh", &long]).contains("longer than 1024 bytes"));
         assert!(parse_strs(&["refresh", &long[1..]]).is_ok());

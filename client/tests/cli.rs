@@ -440,6 +440,71 @@ fn refresh_and_retry_post() {
     assert_eq!(stderr(&out), "akscred: no identity `eve`\n");
 }
 
+/// `POST /v1/reload` as akscredd answers it when it takes the new file.
+const RELOADED: &str = r#"{"message":"reloaded /home/alice/.config/akscred/config.toml: 1 identities, 3 clusters; added aks-legacy"}"#;
+
+/// And when it refuses it: 422 with the file, line and reason, and the
+/// excerpt of the file on a second line.
+const RELOAD_REFUSED: &str = r#"{"error":{"code":"invalid_config","message":"the new configuration was refused: /home/alice/.config/akscred/config.toml:2:18: daemon.refresh_before: `soon` is not a duration\n  2 | refresh_before = \"soon\"","hint":"fix the file (akscredd check-config shows the same error) and reload again; the previous configuration keeps running"}}"#;
+
+#[test]
+fn reload_posts_and_says_what_was_reloaded() {
+    let fake = FakeDaemon::serve(vec![json_answer("200 OK", RELOADED)]);
+    let out = fake.run(&["reload"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "reloaded /home/alice/.config/akscred/config.toml: 1 identities, 3 clusters; added aks-legacy\n"
+    );
+    assert_eq!(stderr(&out), "");
+    let request = fake.request();
+    assert!(
+        request.starts_with("POST /v1/reload HTTP/1.1\r\n"),
+        "{request}"
+    );
+    assert!(request.contains("\r\nContent-Length: 0\r\n"), "{request}");
+}
+
+#[test]
+fn reload_refused_exits_1_with_the_reason_and_hint() {
+    let fake = FakeDaemon::serve(vec![json_answer(
+        "422 Unprocessable Entity",
+        RELOAD_REFUSED,
+    )]);
+    let out = fake.run(&["reload"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    // One line each, as for every daemon error: the journal (ExecReload=)
+    // keeps it as one entry.
+    assert_eq!(
+        stderr(&out),
+        "akscred: the new configuration was refused: /home/alice/.config/akscred/config.toml:2:18: daemon.refresh_before: `soon` is not a duration   2 | refresh_before = \"soon\"\n\
+         hint: fix the file (akscredd check-config shows the same error) and reload again; the previous configuration keeps running\n"
+    );
+    assert!(fake.request().starts_with("POST /v1/reload HTTP/1.1\r\n"));
+}
+
+#[test]
+fn reload_without_a_daemon_exits_3() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("akscred.sock");
+    let out = run(&socket, None, &["reload"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(stdout(&out), "");
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!(
+            "akscred: akscredd is not running: no socket at {}\n",
+            socket.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("\nhint: start it with `systemctl --user start akscredd.socket`"),
+        "{err}"
+    );
+}
+
 #[test]
 fn help_version_and_usage() {
     let nowhere = Path::new("/nonexistent/akscred.sock");
@@ -982,6 +1047,7 @@ fn bash_completion_completes_commands_options_and_cluster_names() {
         bash_complete(&fake.socket, &["akscred", "kubeconfig", "--s"]),
         ["--set-current"]
     );
+    assert_eq!(bash_complete(&fake.socket, &["akscred", "rel"]), ["reload"]);
     assert_eq!(
         bash_complete(&fake.socket, &["akscred", "completions", "z"]),
         ["zsh"]
@@ -1030,6 +1096,7 @@ fn man_page_renders_without_warnings() {
     let text = String::from_utf8_lossy(&out.stdout).replace(['\u{2010}', '\u{2212}'], "-");
     for word in [
         "akscred token CLUSTER",
+        "akscred reload",
         "--set-current CONTEXT",
         "--dry-run",
         "completions",

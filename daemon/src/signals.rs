@@ -1,5 +1,7 @@
 //! Shutdown on SIGTERM (systemd) or SIGINT (a terminal); reload on SIGHUP
-//! (`systemctl --user reload akscredd`).
+//! (`kill -HUP`, `systemctl --user kill -s HUP akscredd`). `systemctl
+//! --user reload` goes through the socket instead (`akscred reload`), to
+//! learn whether the reload worked.
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 

@@ -5,9 +5,11 @@
 //! akscredd.socket`. Checked: the first `akscred status` starts the service
 //! through the socket; it reaches `active` with our status line; the
 //! password arrives through the credential; `systemctl --user reload`
-//! applies a changed config and keeps the old one on a bad one; a frozen
-//! daemon (SIGSTOP) is killed by the watchdog and restarted; `systemctl
-//! --user stop` ends it cleanly and quickly; logs are in journald's format.
+//! (`ExecReload=akscred reload`) returns once a changed config is in
+//! effect, and fails on a bad one while the old one keeps serving; SIGHUP
+//! reloads too; a frozen daemon (SIGSTOP) is killed by the watchdog and
+//! restarted; `systemctl --user stop` ends it cleanly and quickly; logs are
+//! in journald's format.
 //!
 //! # Running a user manager where PID 1 is not systemd
 //!
@@ -108,8 +110,8 @@ fn chmod(path: &Path, mode: u32) {
 const MAX_EXPOSURE: f64 = 6.2;
 
 /// `systemd-analyze --user` in a throwaway HOME and runtime directory where
-/// `~/.local/bin/akscredd` is the binary just built (verify checks that
-/// `ExecStart=` is executable).
+/// `~/.local/bin/akscredd` and `akscred` are the binaries just built
+/// (verify checks that `ExecStart=` and `ExecReload=` are executable).
 fn analyze(args: &[&str]) -> Output {
     let analyze = on_path("systemd-analyze")
         .expect("systemd-analyze is not on PATH (apt-get install systemd; .ci/run does)");
@@ -118,7 +120,9 @@ fn analyze(args: &[&str]) -> Output {
     let units = tmp.path().join("units");
     std::fs::create_dir_all(home.join(".local/bin")).unwrap();
     std::fs::create_dir_all(&units).unwrap();
-    std::os::unix::fs::symlink(bin("akscredd"), home.join(".local/bin/akscredd")).unwrap();
+    for b in ["akscredd", "akscred"] {
+        std::os::unix::fs::symlink(bin(b), home.join(".local/bin").join(b)).unwrap();
+    }
     for u in ["akscredd.service", "akscredd.socket"] {
         std::fs::copy(repo().join("systemd").join(u), units.join(u)).unwrap();
     }
@@ -357,6 +361,45 @@ exec unshare --mount --propagation private -- /bin/sh -c '
             self.user_command(self.base.join("home/.local/bin/akscred").to_str().unwrap());
         cmd.args(args).output().unwrap()
     }
+
+    /// The clusters the running config serves, sorted, from one
+    /// `akscred status --json`.
+    fn cluster_names(&self) -> Vec<String> {
+        let out = self.akscred(&["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "akscred status --json: {e}: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                self.diagnostics()
+            )
+        });
+        let mut names: Vec<String> = status["clusters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str().map(str::to_owned))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// `kubectl --context CLUSTER get namespaces` through the plugin, with
+    /// the kubeconfig in `~/.kube/config`.
+    fn kubectl_sees(&self, cluster: &str) {
+        let kubectl = on_path("kubectl")
+            .expect("kubectl is not on PATH: this test runs the real one (.ci/run installs it)");
+        let out = self
+            .user_command(kubectl.to_str().unwrap())
+            .args(["--context", cluster, "get", "namespaces", "-o", "name"])
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(&format!("namespace/{cluster}")),
+            "kubectl: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.diagnostics()
+        );
+    }
 }
 
 impl Drop for Manager {
@@ -593,28 +636,29 @@ async fn a_real_user_manager_runs_akscredd() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    if let Some(kubectl) = on_path("kubectl") {
-        let out = m
-            .user_command(kubectl.to_str().unwrap())
-            .args(["--context", "aks-one", "get", "namespaces", "-o", "name"])
-            .output()
-            .unwrap();
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains("namespace/aks-one"),
-            "kubectl: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            m.diagnostics()
-        );
-    } else {
-        panic!("kubectl is not on PATH: this test runs the real one (.ci/run installs it)");
-    }
+    m.kubectl_sees("aks-one");
 
-    // A good reload adds a cluster without a restart.
+    // A good reload adds a cluster without a restart. ExecReload= waits
+    // for the daemon's answer, so the new config serves as soon as
+    // `systemctl reload` returns: read right away, no polling.
     write_private(
         &config_path,
         &config(&emu, &["aks-one", "aks-two", "aks-legacy"], ""),
     );
     m.systemctl_ok(&["reload", "akscredd.service"]);
+    assert_eq!(
+        m.cluster_names(),
+        ["aks-legacy", "aks-one", "aks-two"],
+        "the new config is not in effect when `systemctl reload` returns\n{}",
+        m.diagnostics()
+    );
+    // Through the socket (`akscred reload`), not a signal.
+    assert!(
+        m.daemon_log().contains("added aks-legacy trigger=\"api\""),
+        "{}",
+        m.daemon_log()
+    );
+    // The new cluster's sign-in goes on in the background.
     let props = m.wait(
         "akscredd.service",
         "3/3 clusters ready after reload",
@@ -622,45 +666,71 @@ async fn a_real_user_manager_runs_akscredd() {
         |p| p["StatusText"] == "3/3 clusters ready",
     );
     assert_eq!(props["MainPID"], first_pid, "a reload must not restart");
-    assert!(
-        m.daemon_log().contains("added aks-legacy"),
-        "{}",
-        m.daemon_log()
-    );
+    assert_eq!(props["ActiveState"], "active");
 
-    // A bad one is refused and the running config stays.
+    // A bad one makes `systemctl reload` fail; the running config stays
+    // and keeps serving, and the status line says why as soon as
+    // systemctl returns (the daemon sends it before it answers).
     write_private(
         &config_path,
         &config(&emu, &["aks-one"], "refresh_before = \"soon\"\n"),
     );
-    m.systemctl_ok(&["reload", "akscredd.service"]);
-    let props = m.wait(
-        "akscredd.service",
-        "the refused reload in the status",
-        30,
-        |p| p["StatusText"].contains("reload refused"),
-    );
-    assert_eq!(props["ActiveState"], "active");
+    let out = m.systemctl(&["reload", "akscredd.service"]);
     assert!(
-        props["StatusText"].starts_with("3/3 clusters ready"),
+        !out.status.success(),
+        "`systemctl reload` of a refused config succeeded\n{}",
+        m.diagnostics()
+    );
+    let props = m.show("akscredd.service");
+    assert_eq!(props["ActiveState"], "active", "{props:?}");
+    assert_eq!(
+        props["MainPID"], first_pid,
+        "a refused reload must not restart"
+    );
+    assert!(
+        props["StatusText"].starts_with("3/3 clusters ready; reload refused")
+            && props["StatusText"].contains("refresh_before"),
         "{props:?}"
     );
+    assert_eq!(m.cluster_names(), ["aks-legacy", "aks-one", "aks-two"]);
     let out = m.akscred(&["token", "aks-legacy"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    m.kubectl_sees("aks-one");
+    // akscred's words, where `systemctl status` and the journal show them.
+    let log_text = m.daemon_log();
+    assert!(
+        log_text.contains("\nakscred: the new configuration was refused: ")
+            && log_text.contains("\nhint: fix the file"),
+        "{log_text}"
+    );
+
+    // SIGHUP still reloads (asynchronously: poll). The fixed file clears
+    // the refusal from the status line.
     write_private(
         &config_path,
         &config(&emu, &["aks-one", "aks-two", "aks-legacy"], ""),
     );
-    m.systemctl_ok(&["reload", "akscredd.service"]);
-    m.wait(
+    m.systemctl_ok(&[
+        "kill",
+        "--signal=HUP",
+        "--kill-who=main",
         "akscredd.service",
-        "the status line after the fix",
+    ]);
+    let props = m.wait(
+        "akscredd.service",
+        "the status line after the SIGHUP reload of the fix",
         30,
         |p| p["StatusText"] == "3/3 clusters ready",
+    );
+    assert_eq!(props["MainPID"], first_pid, "SIGHUP must not restart");
+    assert!(
+        m.daemon_log().contains("trigger=\"SIGHUP\""),
+        "{}",
+        m.daemon_log()
     );
 
     // A frozen daemon misses its watchdog pings: killed and restarted.
@@ -703,6 +773,8 @@ async fn a_real_user_manager_runs_akscredd() {
     assert!(!Path::new(&format!("/proc/{second_pid}")).exists());
 
     // journald's format: a priority on every line, no timestamps of ours.
+    // `akscred reload` (ExecReload=) shares the daemon's stderr and writes
+    // plain lines, which journald files at the unit's default priority.
     let log_text = m.daemon_log();
     assert!(log_text.contains("<6>akscredd listening"), "{log_text}");
     assert!(log_text.contains("<6>akscredd stopped"), "{log_text}");
@@ -710,7 +782,10 @@ async fn a_real_user_manager_runs_akscredd() {
         log_text.contains("<3>configuration reload refused"),
         "{log_text}"
     );
-    for line in log_text.lines().filter(|l| !l.is_empty()) {
+    let daemon_lines = log_text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with("akscred: ") && !l.starts_with("hint: "));
+    for line in daemon_lines {
         assert!(
             line.starts_with('<') && line.as_bytes().get(2) == Some(&b'>'),
             "a line without a priority: {line:?}"
