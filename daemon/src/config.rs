@@ -109,6 +109,27 @@ impl Identity {
         }
     }
 
+    /// Secret files other users can read, one warning each, checked on the
+    /// file system now ([`SecretSource::exposure`]). Not the federated
+    /// token file: the kubelet writes it with the pod's modes, and it
+    /// lives an hour.
+    pub fn exposed_secrets(&self) -> Vec<String> {
+        let sources: Vec<(&str, &SecretSource)> = match &self.credential {
+            Credential::Password(s) => vec![("password", s)],
+            Credential::ClientSecret(s) => vec![("client_secret", s)],
+            Credential::Certificate { source, password } => {
+                std::iter::once(("certificate", source))
+                    .chain(password.iter().map(|p| ("certificate_password", p)))
+                    .collect()
+            }
+            Credential::FederatedToken(_) => Vec::new(),
+        };
+        sources
+            .into_iter()
+            .filter_map(|(key, s)| s.exposure().map(|e| format!("{key}: {e}")))
+            .collect()
+    }
+
     /// The config key of the secret, for messages.
     pub fn secret_key(&self) -> &'static str {
         match self.credential {

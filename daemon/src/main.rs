@@ -67,6 +67,13 @@ fn main() -> ExitCode {
                     config.identities.len(),
                     config.clusters.len()
                 );
+                // Valid all the same: the daemon runs with it, and says so
+                // in its log and status.
+                for (name, identity) in &config.identities {
+                    for warning in identity.exposed_secrets() {
+                        eprintln!("akscredd: warning: identity {name}: {warning}");
+                    }
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

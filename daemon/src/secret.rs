@@ -5,7 +5,8 @@
 //! message by mistake leaks nothing.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use serde::Deserialize;
@@ -214,9 +215,100 @@ impl SecretSource {
     }
 }
 
+impl SecretSource {
+    /// Who besides its owner can read this source, as a warning with what
+    /// to do; `None` when nobody else can (or it is not a file).
+    ///
+    /// Checked on the file system each time, so fixing the mode clears the
+    /// warning. A warning and not a refusal, unlike a config others can
+    /// write: refusing would not unread what was read, and would break
+    /// kubectl for a setup that works.
+    pub fn exposure(&self) -> Option<String> {
+        match self {
+            SecretSource::File(path) => file_exposure(path),
+            // The environment and a command's output are not files; the
+            // files of $CREDENTIALS_DIRECTORY are systemd's (0400, private
+            // to the service).
+            SecretSource::Env(_)
+            | SecretSource::Command(_)
+            | SecretSource::SystemdCredential(_) => None,
+        }
+    }
+}
+
+/// Whether a class of users (the file's group, or everyone else) can read
+/// `path`: the file must grant them read, and every directory above it
+/// search. A 0644 file inside a 0700 directory is safe, which is what
+/// temporary directories and most `~/.config` setups are.
+fn file_exposure(path: &Path) -> Option<String> {
+    let real = std::fs::canonicalize(path).ok()?;
+    let mode = std::fs::metadata(&real).ok()?.permissions().mode();
+    let searchable = |bit: u32| {
+        real.ancestors()
+            .skip(1)
+            .all(|dir| std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & bit != 0))
+    };
+    let who = if mode & 0o004 != 0 && searchable(0o001) {
+        "every user of this machine"
+    } else if mode & 0o040 != 0 && searchable(0o010) {
+        "the members of its group"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "{} is readable by {who} (mode {:04o}): run `chmod 600 {}`, and change the secret if someone else may have read it",
+        real.display(),
+        mode & 0o7777,
+        real.display()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn chmod(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn secret_files_others_can_read_are_named_with_the_fix() {
+        // Under /tmp (1777) and / (0755), which every user can search.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("alice.password");
+        std::fs::write(&file, "pw\n").unwrap();
+        let source = SecretSource::File(file.clone());
+
+        chmod(dir.path(), 0o700);
+        chmod(&file, 0o644);
+        assert_eq!(
+            source.exposure(),
+            None,
+            "a 0644 file in a 0700 directory is out of reach"
+        );
+        chmod(dir.path(), 0o755);
+        let w = source.exposure().expect("0644 in 0755 is readable by all");
+        assert!(w.contains("every user") && w.contains("(mode 0644)"), "{w}");
+        assert!(w.contains(&format!("chmod 600 {}", file.display())), "{w}");
+        assert!(!w.contains("pw"), "never the secret itself: {w}");
+
+        chmod(&file, 0o640);
+        chmod(dir.path(), 0o705);
+        assert_eq!(source.exposure(), None, "the group cannot search 0705");
+        chmod(dir.path(), 0o750);
+        let w = source.exposure().expect("0640 in 0750");
+        assert!(w.contains("members of its group"), "{w}");
+
+        chmod(&file, 0o600);
+        chmod(dir.path(), 0o777);
+        assert_eq!(source.exposure(), None);
+        // Not files: nothing to say.
+        assert_eq!(SecretSource::Env("X".into()).exposure(), None);
+        assert_eq!(
+            SecretSource::File(dir.path().join("missing")).exposure(),
+            None
+        );
+    }
 
     #[test]
     fn debug_and_display_hide_the_value() {

@@ -564,6 +564,53 @@ async fn a_config_others_can_write_is_refused() {
     assert!(!tmp.path().join("akscred.sock").exists());
 }
 
+/// A password file other users can read is named, with the fix, by
+/// check-config, the log and status; the daemon keeps working (a warning,
+/// not a refusal), and the warning goes once the mode is fixed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_file_others_can_read_is_named_with_the_fix() {
+    let emu = Emulator::start(Scenario::standard()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    // Every directory above it searchable by all (/tmp is 1777).
+    chmod(tmp.path(), 0o755);
+    let config = alice_config(&emu, tmp.path(), "", &["aks-one"]);
+    let password = tmp.path().join("alice.password");
+    chmod(&password, 0o644);
+
+    let out = Command::new(bin("akscredd"))
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "still a valid config: {err}");
+    assert!(
+        err.contains("warning: identity alice: password:")
+            && err.contains("readable by every user")
+            && err.contains(&format!("chmod 600 {}", password.display())),
+        "{err}"
+    );
+
+    let d = spawn(
+        Command::new(bin("akscredd")),
+        tmp.path(),
+        &config,
+        &tmp.path().join("akscred.sock"),
+        "info",
+    );
+    let status = d.wait_ready(&["aks-one"]);
+    let warning = status["identities"][0]["warning"].as_str().unwrap_or("");
+    assert!(warning.contains("chmod 600"), "{status}");
+    ok(&d.akscred(&["token", "aks-one"]), "akscred token");
+    assert!(d.log().contains("readable by every user"), "{}", d.log());
+
+    chmod(&password, 0o600);
+    let (code, body) = d.request("GET", "/v1/status");
+    assert_eq!(code, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(status["identities"][0]["warning"].is_null(), "{status}");
+}
+
 /// An HTTP CONNECT proxy that records where it was asked to connect.
 async fn connect_proxy() -> (String, Arc<Mutex<Vec<String>>>) {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};

@@ -119,6 +119,20 @@ fn expiry_warning(not_after: Option<SystemTime>, now: SystemTime) -> Option<Stri
     }
 }
 
+/// What status says about an identity that works but needs care: a
+/// certificate near its end, secret files others can read.
+fn identity_warning(
+    cfg: &crate::config::Identity,
+    not_after: Option<SystemTime>,
+    now: SystemTime,
+) -> Option<String> {
+    let warnings: Vec<String> = expiry_warning(not_after, now)
+        .into_iter()
+        .chain(cfg.exposed_secrets())
+        .collect();
+    (!warnings.is_empty()).then(|| warnings.join("; "))
+}
+
 /// Refresh tokens are per (identity, tenant, client id): one serves every
 /// resource of that client. Rotated on each use; the old one is forgotten.
 type RefreshKey = (String, String, String);
@@ -141,6 +155,11 @@ pub struct Broker {
 
 impl Broker {
     pub fn new(config: Config, http: reqwest::Client, clock: Arc<dyn Clock>) -> Broker {
+        for (name, identity) in &config.identities {
+            for warning in identity.exposed_secrets() {
+                warn!(identity = %name, "{warning}");
+            }
+        }
         let identities = config
             .identities
             .iter()
@@ -962,7 +981,7 @@ impl Broker {
                     kind: id.cfg.kind().to_string(),
                     state: state.to_string(),
                     last_sign_in: id.last_sign_in().map(rfc3339),
-                    warning: expiry_warning(id.credential_expiry(), now),
+                    warning: identity_warning(&id.cfg, id.credential_expiry(), now),
                     last_error,
                 }
             })
