@@ -89,7 +89,16 @@ async fn credential(
             }
         },
     };
-    match state.broker.current().credential(&name).await {
+    let broker = state.broker.current();
+    // A fresh token needs no await. Answering it before the async path
+    // keeps this handler's future, which axum boxes for every request,
+    // small: the discovery and sign-in state machine (~3 KB) is boxed only
+    // for a request that has to wait for it.
+    let found = match broker.fresh_credential(&name) {
+        Some(token) => Ok(token),
+        None => Box::pin(broker.credential(&name)).await,
+    };
+    match found {
         Ok(token) => {
             crate::metrics::credential(true);
             let body = token.exec_credential(api).clone();

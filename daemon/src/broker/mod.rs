@@ -299,6 +299,14 @@ impl Broker {
     }
 
     /// The credential for `cluster`: the hot path of every kubectl command.
+    /// The credential of `cluster` if it can be answered without waiting:
+    /// discovered, and its token (or certificate) fresh. What nearly every
+    /// request finds.
+    pub fn fresh_credential(&self, cluster: &str) -> Option<Arc<Token>> {
+        let token = self.clusters.get(cluster)?.target()?.current()?;
+        token.is_fresh(self.now()).then_some(token)
+    }
+
     pub async fn credential(&self, cluster: &str) -> Result<Arc<Token>, BrokerError> {
         let target = self.target_of(cluster).await?;
         match &target.access {
