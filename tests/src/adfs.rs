@@ -124,8 +124,9 @@ pub enum SamlVersion {
 pub enum AdfsFault {
     /// 503 with an HTML page and no SOAP fault.
     ServiceUnavailable,
-    /// 500 with the fault `a:RequestFailed` (MSIS7068): not a password
-    /// problem.
+    /// 500 with the fault `a:RequestFailed` (`MSIS7068: Access denied.`):
+    /// AD FS denying the sign-in (extranet lockout, an access policy),
+    /// which akscred must treat as a refusal, not as trouble to retry.
     RequestFailed,
 }
 

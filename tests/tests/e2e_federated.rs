@@ -11,7 +11,7 @@ mod support;
 use std::path::PathBuf;
 
 use akscred_tests::scenario::standard;
-use akscred_tests::{Emulator, MexOffer, SamlVersion, Scenario};
+use akscred_tests::{AdfsFault, Emulator, MexOffer, SamlVersion, Scenario};
 use support::{Daemon, bin, kubectl, ok, start_daemon_custom};
 
 const SAML11: &str = "urn:ietf:params:oauth:grant-type:saml1_1-bearer";
@@ -225,4 +225,54 @@ async fn a_wrong_federated_password_is_sent_once_and_named_in_the_status() {
         "kubectl after retry",
     );
     assert_eq!(emu.counters().wstrust_failures(standard::BOB), 1);
+}
+
+/// AD FS's "access denied" (`a:RequestFailed`, `MSIS7068`, what its
+/// extranet lockout answers) with the right password: a refusal like a
+/// wrong password. One WS-Trust request, `needs_attention`, and nothing more
+/// until the operator says to try again.
+#[tokio::test(flavor = "multi_thread")]
+async fn access_denied_by_adfs_is_not_retried_until_the_operator_says_so() {
+    let emu = Emulator::start(Scenario::standard()).await.unwrap();
+    emu.adfs_fail_next(1, AdfsFault::RequestFailed);
+    let d = start_daemon(
+        &emu,
+        standard::BOB,
+        standard::FEDERATED_PASSWORD,
+        &["aks-one"],
+    );
+    for _ in 0..5 {
+        let out = d.akscred(&["token", "aks-one"]);
+        assert!(!out.status.success() && out.stdout.is_empty());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("a:RequestFailed") && err.contains("MSIS7068"),
+            "{err}"
+        );
+        assert!(err.contains("akscred retry bob"), "{err}");
+    }
+    let status = d.wait_status("needs_attention", |v| {
+        v["identities"][0]["state"] == "needs_attention"
+    });
+    assert!(
+        status["identities"][0]["last_error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("MSIS7068")),
+        "{status}"
+    );
+    assert_eq!(
+        emu.counters().wstrust_requests(standard::BOB),
+        1,
+        "the password went to AD FS once"
+    );
+
+    // The operator (or AD FS's lockout window) has cleared it: one more try.
+    ok(&d.akscred(&["retry", "bob"]), "akscred retry");
+    ok(
+        &d.akscred(&["token", "aks-one"]),
+        "akscred token after retry",
+    );
+    // Then one sign-in for ARM's client and one for the AKS client
+    // (refresh tokens are per client), as in a first start.
+    assert_eq!(emu.counters().wstrust_requests(standard::BOB), 3);
 }

@@ -289,7 +289,7 @@ async fn a_wrong_password_is_one_request_and_a_permanent_error() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn adfs_trouble_is_transient_and_sent_once() {
+async fn adfs_trouble_is_transient_access_denied_is_final_each_sent_once() {
     let fed = Fed::start().await;
     fed.emu.adfs_fail_next(1, AdfsFault::ServiceUnavailable);
     let err = fed
@@ -302,14 +302,17 @@ async fn adfs_trouble_is_transient_and_sent_once() {
         "{err}"
     );
 
+    // "Access denied" (AD FS's extranet lockout answers so): sending the
+    // password again could only prolong a lockout.
     fed.emu.adfs_fail_next(1, AdfsFault::RequestFailed);
     let err = fed
         .federated_grant(standard::BOB, standard::FEDERATED_PASSWORD)
         .await
         .unwrap_err();
-    assert_eq!(err.class(), ErrorClass::Transient, "{err}");
+    assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
     assert!(
-        err.to_string().contains("a:RequestFailed (MSIS7068"),
+        err.to_string()
+            .contains("refused the username or password: a:RequestFailed (MSIS7068"),
         "{err}"
     );
     assert_eq!(fed.emu.counters().wstrust_requests(standard::BOB), 2);

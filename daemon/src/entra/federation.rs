@@ -9,7 +9,8 @@
 //! Lockout: exactly one WS-Trust request is sent per call, never retried
 //! here; whether to try again is the broker's decision, from
 //! [`EntraError::class`]. A `FailedAuthentication` fault (AD FS's answer to
-//! a wrong password, with HTTP 500) is permanent; other faults and 5xx
+//! a wrong password, with HTTP 500) or a `RequestFailed` one (its "access
+//! denied", extranet lockout included) is permanent; other faults and 5xx
 //! answers are transient. Only the metadata document is fetched before the
 //! password is sent, and a failure there falls back to the user realm's
 //! `federation_active_auth_url`, as ADAL does.
@@ -32,8 +33,8 @@ use crate::secret::Secret;
 /// What went wrong on the federation server's side of a sign-in.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FederationError {
-    /// The federation server judged the username and password and refused
-    /// them: permanent, like AADSTS50126.
+    /// The federation server judged the sign-in and refused it
+    /// ([`SoapFault::is_refusal`]): permanent, like AADSTS50126.
     #[error("the federation server {endpoint} refused the username or password: {fault}")]
     Refused { endpoint: String, fault: SoapFault },
     /// Any other SOAP fault: the server could not judge (its own trouble,
@@ -204,7 +205,7 @@ impl EntraClient {
             Ok(_) => Err(status_error().into()),
             Err(RstrError::Fault(fault)) => {
                 tracing::debug!(endpoint = %label, status = status.as_u16(), %fault, "WS-Trust fault");
-                Err(if fault.is_failed_authentication() {
+                Err(if fault.is_refusal() {
                     FederationError::Refused {
                         endpoint: label,
                         fault,
@@ -400,7 +401,7 @@ mod tests {
         let other = e(FederationError::Fault {
             endpoint: "e".into(),
             status: 500,
-            fault: fault("a:RequestFailed"),
+            fault: fault("a:InvalidSecurity"),
             retry_after: Some(Duration::from_secs(5)),
         });
         assert_eq!(other.class(), ErrorClass::Transient);

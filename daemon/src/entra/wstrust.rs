@@ -173,13 +173,17 @@ pub struct SoapFault {
 }
 
 impl SoapFault {
-    /// The federation server judged the username and password and refused
-    /// them (AD FS, and the WS-Security fault code every server uses).
-    pub fn is_failed_authentication(&self) -> bool {
+    /// The federation server looked at the sign-in and refused it, so
+    /// sending the same password again could only count towards a lockout:
+    /// `FailedAuthentication` (a wrong password; the WS-Security code every
+    /// server uses) and `RequestFailed`, which AD FS answers with
+    /// `MSIS7068: Access denied.` when it denies a sign-in, extranet
+    /// lockout included (PROTOCOLS.md 4 names both as a bad password).
+    pub fn is_refusal(&self) -> bool {
         self.code
             .iter()
             .chain(&self.subcodes)
-            .any(|c| local_part(c) == "FailedAuthentication")
+            .any(|c| matches!(local_part(c), "FailedAuthentication" | "RequestFailed"))
     }
 
     /// The most specific code: `a:FailedAuthentication`.
@@ -720,7 +724,7 @@ mod tests {
         let f = parse_fault(ADFS_FAULT.as_bytes()).unwrap();
         assert_eq!(f.code.as_deref(), Some("s:Sender"));
         assert_eq!(f.subcodes, ["a:FailedAuthentication"]);
-        assert!(f.is_failed_authentication());
+        assert!(f.is_refusal());
         assert_eq!(
             f.to_string(),
             "a:FailedAuthentication (ID3242: The security token could not be authenticated or authorized.)"
@@ -734,12 +738,18 @@ mod tests {
                 "MSIS7068: Access denied.",
             );
         let f = parse_fault(other.as_bytes()).unwrap();
-        assert!(!f.is_failed_authentication());
+        assert!(f.is_refusal(), "access denied is a refusal too");
         assert_eq!(f.name(), "a:RequestFailed");
+        let skew = ADFS_FAULT.replace("a:FailedAuthentication", "a:InvalidSecurity");
+        let f = parse_fault(skew.as_bytes()).unwrap();
+        assert!(
+            !f.is_refusal(),
+            "a stale timestamp is not about the password"
+        );
 
         let soap11 = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><soap:Fault><faultcode xmlns:wsse="x">wsse:FailedAuthentication</faultcode><faultstring>bad credentials</faultstring></soap:Fault></soap:Body></soap:Envelope>"#;
         let f = parse_fault(soap11.as_bytes()).unwrap();
-        assert!(f.is_failed_authentication());
+        assert!(f.is_refusal());
         assert_eq!(f.to_string(), "wsse:FailedAuthentication (bad credentials)");
 
         assert_eq!(parse_fault(b"<html>500</html>"), None);
