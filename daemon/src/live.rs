@@ -78,7 +78,7 @@ impl LiveBroker {
 
     /// The one-line summary for systemd's `STATUS=`.
     pub fn status_line(&self) -> String {
-        let mut line = systemd::status_line(&self.current().status());
+        let mut line = systemd::status_line(&self.current().status_for_line());
         if let Some(why) = &*self.refused.lock().unwrap_or_else(|p| p.into_inner()) {
             line.push_str("; reload refused, previous config running: ");
             line.push_str(why);
